@@ -1,0 +1,3 @@
+from byzdask.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""The plain mean: the non-robust baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from byzdask.aggregators.base import Aggregator
+
+__all__ = ["Average"]
+
+
+class Average(Aggregator):
+    r"""The coordinate-wise mean, :math:`\frac{1}{n}\sum_i x_i`.
+
+    Not robust: one Byzantine vector moves it arbitrarily far (breakdown point 0), so it
+    tolerates f = 0. NaN and Inf propagate, as in any mean.
+
+    Cost: one pass over the n x d input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Average().aggregate([np.array([1.0, 2.0]), np.array([3.0, 6.0])])
+    array([2., 4.])
+    """
+
+    name = "average"
+    kind = "columnwise"
+    drops_nonfinite = False
+
+    def __init__(self) -> None:
+        self.f = None
+        self._repr_params = {}
+
+    def max_f(self, n: int) -> int:
+        return 0
+
+    def column_kernel(self, block: Any, f: int | None, xp: Any) -> Any:
+        return block.mean(axis=0)

@@ -1,0 +1,224 @@
+"""Base class of the aggregation rules.
+
+A rule is written once, on an (m, d) matrix of finite rows in a numpy-like namespace ``xp``
+(numpy or cupy), by one of three routes:
+
+``kind = "columnwise"``
+    implement :meth:`Aggregator.column_kernel` (an (m, b) block -> (b,)); the base class runs it
+    over cache-sized column blocks, and fans out over larger blocks.
+``kind = "gram"``
+    implement :meth:`Aggregator.gram_weights` (an augmented (m+1+k)-square Gram matrix -> weights
+    over the same rows, see :mod:`byzdask.kernels.gram`); the base class builds the Gram matrix
+    in one pass, and outputs the weighted sum of the inputs. Optional :meth:`extra_rows` adds
+    anchor rows (a previous aggregate, a coordinate-wise median).
+``kind = "direct"``
+    implement :meth:`Aggregator.aggregate_matrix` directly (no fan-out).
+
+The base class stacks the inputs, drops the rows that hold NaN or Inf (at most the rule's f of
+them, see :meth:`Aggregator.prepare`), checks the rule's preconditions, and gives the output
+the family, dtype, device and shape of the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from byzdask.engine.graph.operator import OpContext, Operator
+from byzdask.engine.graph.subtask import SubTask
+from byzdask.errors import ConfigurationError, NonFiniteError, ToleranceError
+from byzdask.kernels.arrays import Batch, as_batch, finite_rows
+from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks
+from byzdask.kernels.gram import combine, gram_matrix, gram_partial
+
+__all__ = ["Aggregator", "Prepared", "check_f"]
+
+
+def check_f(f: Any, *, name: str = "f", allow_none: bool = False) -> int | None:
+    """Validate a number of Byzantine inputs: a non-negative integer (or None when allowed)."""
+    if f is None and allow_none:
+        return None
+    if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0:
+        raise ConfigurationError(f"{name} must be a non-negative integer, got {f!r}")
+    return int(f)
+
+
+@dataclass
+class Prepared:
+    """Inputs ready for a kernel: the finite rows and the f left for them."""
+
+    batch: Batch
+    matrix: Any  # (m, d) finite rows
+    f: int | None  # f reduced by the number of dropped rows (None for rules without f)
+    dropped: int
+    extra: Any | None = None  # (k, d) anchor rows of gram rules
+
+
+class Aggregator(Operator):
+    """Combine n vectors into one, robustly.
+
+    Call :meth:`aggregate` with a sequence of same-shaped vectors (numpy, torch, cupy) or one
+    stacked array; the result has the inputs' family, dtype, device and per-vector shape.
+    """
+
+    name = "aggregator"
+    input_keys = ("gradients",)
+    kind = "direct"
+    #: Whether rows with NaN/Inf are dropped (as Byzantine) before the rule runs.
+    drops_nonfinite = True
+    #: f of rules that take one; None for rules without (their tolerance is :meth:`max_f`).
+    f: int | None = None
+
+    # -- preconditions -------------------------------------------------------------------
+    def max_f(self, n: int) -> int:
+        """The largest number of Byzantine inputs this rule tolerates among ``n`` (default: n > 2f)."""
+        return max(0, (int(n) - 1) // 2)
+
+    def min_n(self, f: int) -> int:
+        """The smallest n for which this rule tolerates ``f`` Byzantine inputs."""
+        n = 1
+        while self.max_f(n) < f:
+            n += 1
+        return n
+
+    def check_n(self, n: int) -> None:
+        """Raise :class:`ToleranceError` when the rule cannot run on ``n`` inputs with its f."""
+        if self.f is not None and self.f > self.max_f(n):
+            raise ToleranceError(
+                f"{type(self).__name__} needs n >= {self.min_n(self.f)} for f={self.f}; got n={n} "
+                f"(with n={n} it tolerates at most f={self.max_f(n)})"
+            )
+
+    # -- the public calls ----------------------------------------------------------------
+    def aggregate(self, gradients: Any) -> Any:
+        """Aggregate ``gradients`` (a sequence of same-shaped vectors, or one stacked array).
+
+        Returns
+        -------
+        array
+            One vector of the inputs' family, dtype, device and shape.
+        """
+        prep = self.prepare(gradients)
+        out = self.aggregate_matrix(prep)
+        return prep.batch.restore(out)
+
+    def __call__(self, gradients: Any) -> Any:
+        return self.aggregate(gradients)
+
+    def compute(self, inputs: Mapping[str, Any], *, context: OpContext | None = None) -> Any:
+        return self.aggregate(self._require(inputs, self.input_keys[0]))
+
+    # -- shared machinery ----------------------------------------------------------------
+    def prepare(self, gradients: Any) -> Prepared:
+        """Stack the inputs, check preconditions, drop the non-finite rows (at most f of them)."""
+        batch = gradients if isinstance(gradients, Batch) else as_batch(gradients, what="gradients")
+        n = batch.n
+        self.check_n(n)
+        matrix, f, dropped = batch.matrix, self.f, 0
+        if self.drops_nonfinite:
+            ok = finite_rows(matrix, batch.xp)
+            dropped = int(n - int(ok.sum()))
+            if dropped:
+                allowed = self.f if self.f is not None else self.max_f(n)
+                if dropped > allowed:
+                    raise NonFiniteError(
+                        f"{type(self).__name__}: {dropped} of {n} input vectors hold NaN or Inf, "
+                        f"more than the {allowed} it can treat as Byzantine"
+                    )
+                matrix = matrix[ok]
+                f = None if self.f is None else self.f - dropped
+        prep = Prepared(batch=batch, matrix=matrix, f=f, dropped=dropped)
+        if self.kind == "gram":
+            prep.extra = self.extra_rows(matrix, f, batch.xp)
+        return prep
+
+    def aggregate_matrix(self, prep: Prepared) -> Any:
+        """The rule on finite rows: returns a (d,) vector in ``prep.batch.xp``."""
+        xp = prep.batch.xp
+        if self.kind == "columnwise":
+            x = prep.matrix
+            out = xp.empty(x.shape[1], dtype=x.dtype)
+            for sl in column_blocks(x.shape[1], n_rows=x.shape[0], itemsize=x.dtype.itemsize):
+                out[sl] = self.column_kernel(x[:, sl], prep.f, xp)
+            return out
+        if self.kind == "gram":
+            gram = gram_matrix(prep.matrix, prep.extra, xp)
+            weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
+            return self.finish(combine(prep.matrix, weights, prep.extra, xp))
+        raise NotImplementedError(f"{type(self).__name__} must implement aggregate_matrix")
+
+    def finish(self, out: Any) -> Any:
+        """Hook run on a gram rule's output before it is returned (stateful rules record it)."""
+        return out
+
+    # -- hooks of the routes ------------------------------------------------------------
+    def column_kernel(self, block: Any, f: int | None, xp: Any) -> Any:
+        """columnwise rules: (m, b) finite block -> (b,) aggregate."""
+        raise NotImplementedError
+
+    def gram_weights(self, gram: Any, m: int, f: int | None, xp: Any) -> Any:
+        """gram rules: augmented Gram (m+1+k square, float64) -> weights over the same rows."""
+        raise NotImplementedError
+
+    def extra_rows(self, matrix: Any, f: int | None, xp: Any) -> Any | None:
+        """gram rules: optional (k, d) anchor rows appended after the origin."""
+        return None
+
+    # -- fan-out -------------------------------------------------------------------------
+    @property
+    def supports_subtasks(self) -> bool:  # type: ignore[override]
+        return self.kind in ("columnwise", "gram")
+
+    def _fanout_blocks(self, d: int, context: OpContext | None) -> list[slice]:
+        meta = dict(context.metadata) if context is not None else {}
+        n_blocks = meta.get("n_blocks")
+        if n_blocks is None:
+            n_blocks = max(1, d // FANOUT_MIN_COLUMNS)
+        return column_blocks(d, n_blocks=int(n_blocks))
+
+    def create_subtasks(self, inputs: Mapping[str, Any], *, context: OpContext | None = None) -> Sequence[SubTask]:
+        """Column blocks (columnwise rules) or per-block Gram partials (gram rules).
+
+        The number of blocks comes from ``context.metadata["n_blocks"]`` when given, else one
+        block per 2**18 columns.
+        """
+        if not self.supports_subtasks:
+            raise NotImplementedError(f"{type(self).__name__} does not support subtasks")
+        prep = self.prepare(self._require(inputs, self.input_keys[0]))
+        x, xp = prep.matrix, prep.batch.xp
+        tasks = []
+        for i, sl in enumerate(self._fanout_blocks(x.shape[1], context)):
+            block = xp.ascontiguousarray(x[:, sl])
+            if self.kind == "columnwise":
+                tasks.append(SubTask(_column_task, args=(self, block, prep.f), name=f"{self.name}-block-{i}"))
+            else:
+                extra = None if prep.extra is None else xp.ascontiguousarray(prep.extra[:, sl])
+                tasks.append(SubTask(gram_partial, args=(block, extra, xp), name=f"{self.name}-gram-{i}"))
+        return tasks
+
+    def reduce_subtasks(self, partials: Sequence[Any], inputs: Mapping[str, Any], *,
+                        context: OpContext | None = None) -> Any:
+        """Concatenate column blocks, or sum Gram partials, decide, and combine."""
+        prep = self.prepare(self._require(inputs, self.input_keys[0]))
+        xp = prep.batch.xp
+        if self.kind == "columnwise":
+            return prep.batch.restore(xp.concatenate(list(partials)))
+        gram = partials[0]
+        for part in partials[1:]:
+            gram = gram + part
+        weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
+        return prep.batch.restore(self.finish(combine(prep.matrix, weights, prep.extra, xp)))
+
+
+def _column_task(rule: Aggregator, block: Any, f: int | None) -> Any:
+    xp = np
+    if type(block).__module__.startswith("cupy"):
+        from byzdask.kernels.arrays import get_cupy  # noqa: PLC0415
+
+        xp = get_cupy()
+    out = xp.empty(block.shape[1], dtype=block.dtype)
+    for sl in column_blocks(block.shape[1], n_rows=block.shape[0], itemsize=block.dtype.itemsize):
+        out[sl] = rule.column_kernel(block[:, sl], f, xp)
+    return out

@@ -1,0 +1,3 @@
+"""geometric-wise aggregation rules (each helper appends its import and its names to __all__)."""
+
+__all__: list[str] = []

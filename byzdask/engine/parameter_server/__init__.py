@@ -1,0 +1,1 @@
+"""byzdask.engine.parameter_server"""

@@ -1,0 +1,1 @@
+"""byzdask.engine.peer_to_peer"""

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+try:
+    import cupy  # noqa: F401
+
+    HAVE_CUPY = True
+except Exception:
+    HAVE_CUPY = False
+
+try:
+    import torch
+
+    HAVE_CUDA = torch.cuda.is_available()
+except Exception:
+    HAVE_CUDA = False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("requires_cupy") and not HAVE_CUPY:
+            item.add_marker(pytest.mark.skip(reason="cupy is not installed"))
+        if item.get_closest_marker("requires_gpu") and not HAVE_CUDA:
+            item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
