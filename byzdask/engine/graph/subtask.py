@@ -28,7 +28,7 @@ class SubTask:
     Examples
     --------
     >>> import numpy as np
-    >>> task = SubTask(np.add, args=(1, 2), name="add")
+    >>> task = SubTask(max, args=(1, 3), name="max")
     >>> task.run()
     3
     """
