@@ -1,0 +1,433 @@
+"""Run computation graphs on Dask: in-process, or on an :class:`~byzdask.engine.graph.pool.ActorPool`.
+
+Without a pool, the lowered graph (see :mod:`byzdask.engine.graph.lowering`) runs in-process
+on Dask's threaded scheduler (the synchronous one for one-node graphs), off the event loop.
+
+With a pool, every node is a task on the pool's cluster; a node only waits for the nodes it
+reads, so independent nodes run at once. Where the data goes:
+
+* inputs that are already futures stay on the workers: the tasks that read them are placed by
+  Dask next to them, nothing travels through the client;
+* large inputs held by the caller are scattered once (``hash=False``) to the worker that reads them;
+* a fanned-out node (an operator with subtasks and inputs of at least ``fanout_min_bytes``)
+  sends each subtask's blocks once, to different workers, gathers the small partials
+  (column blocks of the result, or n x n Gram partials) and reduces them next to the inputs,
+  in the caller's process: the full inputs never cross the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import dask
+import dask.local
+import dask.threaded
+from dask.highlevelgraph import HighLevelGraph
+from dask.task_spec import Task
+
+from byzdask.engine.graph.graph import ComputationGraph, GraphInput, MessageSource
+from byzdask.engine.graph.lowering import (
+    LoweredGraph,
+    NodePlan,
+    _message_key,
+    contains_future,
+    fanout_min_bytes,
+    lower,
+    nbytes_of,
+    placement_workers,
+    plan_nodes,
+    reduce_node,
+    run_node,
+    scatter_min_bytes,
+    task_key,
+    to_task_arg,
+)
+from byzdask.engine.graph.message import MessageBox
+from byzdask.errors import ConfigurationError, InputError
+
+__all__ = ["MessageAwareNodeScheduler", "MessageSource", "NodeScheduler", "run_coroutine_sync"]
+
+logger = logging.getLogger(__name__)
+
+
+class NodeScheduler:
+    """Run a :class:`ComputationGraph` by lowering it to a Dask graph.
+
+    Parameters
+    ----------
+    graph : ComputationGraph
+        The graph to run.
+    pool : ActorPool, optional
+        Run on this pool's cluster (``pool.client``). None runs in-process.
+    metadata : mapping, optional
+        Given to every operator in its :class:`~byzdask.engine.graph.operator.OpContext`
+        (plus ``pool_size`` with a pool). Must be picklable with a pool.
+    fanout_min_bytes : int, optional
+        Smallest input (bytes) of a node that fans out into subtasks on a pool; defaults to the
+        dask config ``byzdask.scheduler.fanout-min-bytes``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from byzdask.aggregators.average import Average
+    >>> from byzdask.engine.graph.ops import make_single_operator_graph
+    >>> graph = make_single_operator_graph(node_name="agg", operator=Average(), input_keys=("gradients",))
+    >>> NodeScheduler(graph).run_sync({"gradients": [np.ones(2), np.zeros(2)]})
+    {'agg': array([0.5, 0.5])}
+    """
+
+    def __init__(self, graph: ComputationGraph, *, pool: Any = None, metadata: Mapping[str, Any] | None = None,
+                 fanout_min_bytes: int | None = None) -> None:
+        if not isinstance(graph, ComputationGraph):
+            raise ConfigurationError(f"graph must be a ComputationGraph, got {type(graph).__name__}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ConfigurationError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        if fanout_min_bytes is not None and (isinstance(fanout_min_bytes, bool)
+                                             or not isinstance(fanout_min_bytes, int) or fanout_min_bytes < 0):
+            raise ConfigurationError(f"fanout_min_bytes must be a non-negative integer or None, got {fanout_min_bytes!r}")
+        self.graph = graph
+        self.pool = pool
+        self.metadata = dict(metadata or {})
+        self._fanout_min_bytes = fanout_min_bytes
+
+    # -- inputs and planning ------------------------------------------------------------
+    @property
+    def fanout_min_bytes(self) -> int:
+        """The fan-out threshold in force (bytes)."""
+        return fanout_min_bytes() if self._fanout_min_bytes is None else self._fanout_min_bytes
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(inputs, Mapping):
+            raise InputError(f"inputs must be a mapping of graph input name -> value, got {type(inputs).__name__}")
+        missing = sorted(self.graph.required_inputs - set(inputs))
+        if missing:
+            raise InputError(
+                f"missing graph input(s) {', '.join(map(repr, missing))}; the graph needs "
+                f"{sorted(self.graph.required_inputs)}, got {sorted(map(str, inputs))}"
+            )
+        values = {name: inputs[name] for name in self.graph.required_inputs}
+        if self.pool is None and contains_future(values):
+            raise InputError(
+                "the inputs hold Dask futures but the scheduler has no pool; pass the pool that owns them "
+                "(NodeScheduler(graph, pool=pool))"
+            )
+        return values
+
+    def _plan(self, values: Mapping[str, Any]) -> dict[str, NodePlan]:
+        return plan_nodes(self.graph, values, pool=self.pool, metadata=self.metadata, min_bytes=self.fanout_min_bytes)
+
+    def to_dask(self, inputs: Mapping[str, Any]) -> HighLevelGraph:
+        """The lowered Dask graph for ``inputs``, to inspect, ``dask.visualize`` or run with ``dask.get``.
+
+        Keys are ``"<node>-<token>"``; the key of each output is in the returned graph's
+        ``byzdask_outputs`` attribute (output name -> key). Nothing is computed or submitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from byzdask.aggregators.average import Average
+        >>> from byzdask.engine.graph.ops import make_single_operator_graph
+        >>> graph = make_single_operator_graph(node_name="agg", operator=Average(), input_keys=("gradients",))
+        >>> dsk = NodeScheduler(graph).to_dask({"gradients": [np.ones(2), np.zeros(2)]})
+        >>> dask.get(dsk, dsk.byzdask_outputs["agg"])
+        array([0.5, 0.5])
+        """
+        lowered = self._lower(self._values_for_lowering(inputs))
+        hlg = lowered.to_high_level_graph()
+        hlg.byzdask_outputs = dict(lowered.outputs)
+        return hlg
+
+    def _values_for_lowering(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return self._check_inputs(inputs)
+
+    def _lower(self, values: Mapping[str, Any]) -> LoweredGraph:
+        return lower(self.graph, values, self._plan(values), uuid.uuid4().hex[:12])
+
+    # -- running ------------------------------------------------------------------------
+    async def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the graph on ``inputs``; returns ``{output node name: value}``.
+
+        Raises
+        ------
+        InputError
+            A required graph input is missing (it is named).
+        CapabilityError
+            A task asks for a capability no worker of the pool offers (raised before anything runs).
+        """
+        values = self._check_inputs(inputs)
+        return await self._execute(values)
+
+    async def _execute(self, values: dict[str, Any]) -> dict[str, Any]:
+        if self.pool is None:
+            lowered = self._lower(values)
+            return await asyncio.to_thread(_run_local, lowered, len(self.graph))
+        return await _PoolRun(self, values).run()
+
+    def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """:meth:`run` for scripts and notebooks (where an event loop may already run).
+
+        With a pool, the pool's event loop must run in another thread (e.g. a pool started by
+        :class:`~byzdask.engine.executor.OperatorExecutor`); inside that loop, ``await run()``.
+        """
+        loop = _client_loop(self.pool) if self.pool is not None else None
+        return run_coroutine_sync(lambda: self.run(inputs), loop=loop, timeout=timeout)
+
+
+def _run_local(lowered: LoweredGraph, n_nodes: int) -> dict[str, Any]:
+    keys = list(lowered.outputs.values())
+    if n_nodes == 1:
+        results = dask.local.get_sync(lowered.tasks, keys)
+    else:
+        results = dask.threaded.get(lowered.tasks, keys, num_workers=max(2, min(n_nodes, 16)))
+    return dict(zip(lowered.outputs, results))
+
+
+class _PoolRun:
+    """One run of a graph on a pool: each node a coroutine that submits its tasks when its inputs exist."""
+
+    def __init__(self, scheduler: NodeScheduler, values: dict[str, Any]) -> None:
+        self.scheduler = scheduler
+        self.graph = scheduler.graph
+        self.pool = scheduler.pool
+        self.client = scheduler.pool.client
+        self.values = values
+        self.token = uuid.uuid4().hex[:12]
+        self.scatter_min = scatter_min_bytes()
+        # planning checks every placement before anything is submitted
+        self.plans = scheduler._plan(values)
+        self.handles: dict[str, Any] = {}
+        self.keep: list[Any] = []  # futures kept alive until the run ends
+
+    async def run(self) -> dict[str, Any]:
+        await self._place_inputs()
+        done: dict[str, asyncio.Future] = {}
+        for node in self.graph.nodes_in_order():
+            deps = {d: done[d] for d in node.node_dependencies()}
+            done[node.name] = asyncio.ensure_future(self._run_node(node.name, deps))
+        try:
+            await asyncio.gather(*done.values())
+        except BaseException:
+            for fut in done.values():
+                fut.cancel()
+            raise
+        results = {name: done[name].result() for name in self.graph.outputs}
+        remote = {name: r for name, r in results.items() if contains_future(r)}
+        if remote:
+            gathered = await self.client.gather(list(remote.values()))
+            results.update(zip(remote, gathered))
+        return results
+
+    async def _place_inputs(self) -> None:
+        """Scatter the large caller-held inputs read by nodes that run as one task."""
+        readers: dict[str, list[NodePlan]] = {}
+        for plan in self.plans.values():
+            for source in plan.node.inputs.values():
+                if isinstance(source, GraphInput):
+                    readers.setdefault(source.name, []).append(plan)
+                elif isinstance(source, MessageSource):
+                    readers.setdefault(_message_key(source), []).append(plan)
+        for name, value in self.values.items():
+            plans = readers.get(name, [])
+            if (not contains_future(value) and any(not p.fanned_out for p in plans)
+                    and nbytes_of(value) >= self.scatter_min):
+                self.handles[name] = await self._scatter(value, _common_workers(self.pool, plans))
+            else:
+                self.handles[name] = value
+
+    async def _scatter(self, value: Any, workers: list[str] | None) -> Any:
+        (future,) = await self.client.scatter([value], hash=False, workers=workers, direct=True)
+        self.keep.append(future)
+        return future
+
+    def _node_kwargs(self, plan: NodePlan, upstream: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs = {}
+        for key, source in plan.node.inputs.items():
+            if isinstance(source, GraphInput):
+                kwargs[key] = self.handles[source.name]
+            elif isinstance(source, MessageSource):
+                kwargs[key] = self.handles[_message_key(source)]
+            else:
+                kwargs[key] = upstream[source]
+        return kwargs
+
+    async def _run_node(self, name: str, deps: dict[str, asyncio.Future]) -> Any:
+        if deps:
+            await asyncio.gather(*deps.values())
+        upstream = {d: fut.result() for d, fut in deps.items()}
+        plan = self.plans[name]
+        if plan.fanned_out:
+            return await self._run_fanned_out(plan)
+        kwargs = self._node_kwargs(plan, upstream)
+        for key, value in kwargs.items():
+            if not contains_future(value) and nbytes_of(value) >= self.scatter_min:
+                kwargs[key] = await self._scatter(value, placement_workers(self.pool, plan.placement))
+        key = task_key(name, self.token)
+        task = _task(key, run_node, plan.node.op, plan.context, **kwargs)
+        (future,) = self.client.get({key: task}, [key], sync=False, **plan.placement.client_kwargs())
+        self.keep.append(future)
+        return future
+
+    async def _run_fanned_out(self, plan: NodePlan) -> Any:
+        name = plan.node.name
+        futures = []
+        groups: dict[tuple, list[tuple[int, int, Any]]] = {}
+        subtasks = plan.subtasks or []
+        arg_lists = [list(st.args) for st in subtasks]
+        for i, (st, placement) in enumerate(zip(subtasks, plan.sub_placements)):
+            allowed = placement_workers(self.pool, placement)
+            for j, arg in enumerate(st.args):
+                if nbytes_of(arg) >= self.scatter_min and not contains_future(arg):
+                    groups.setdefault(tuple(allowed or ()), []).append((i, j, arg))
+        for allowed, items in groups.items():
+            scattered = await self.client.scatter([arg for _, _, arg in items], hash=False,
+                                                  workers=list(allowed) or None, direct=True)
+            for (i, j, _), future in zip(items, scattered):
+                arg_lists[i][j] = future
+                self.keep.append(future)
+        for i, (st, placement) in enumerate(zip(subtasks, plan.sub_placements)):
+            key = task_key(f"{name}-{st.name or 'subtask'}-{i}", self.token)
+            task = _task(key, st.fn, *arg_lists[i], **st.kwargs)
+            (future,) = self.client.get({key: task}, [key], sync=False, **placement.client_kwargs())
+            futures.append(future)
+        partials = await self.client.gather(futures)
+        local_inputs = {k: self.values[s.name] if isinstance(s, GraphInput) else self.values[_message_key(s)]
+                        for k, s in plan.node.inputs.items()}
+        return await asyncio.to_thread(reduce_node, plan.node.op, plan.context, partials, **local_inputs)
+
+
+def _task(key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
+    return Task(key, fn, *(to_task_arg(a) for a in args), **{k: to_task_arg(v) for k, v in kwargs.items()})
+
+
+def _common_workers(pool: Any, plans: list[NodePlan]) -> list[str] | None:
+    """Workers allowed for every reader of an input (None: any worker)."""
+    allowed: set[str] | None = None
+    for plan in plans:
+        workers = placement_workers(pool, plan.placement)
+        if workers is not None:
+            allowed = set(workers) if allowed is None else allowed & set(workers)
+    return sorted(allowed) if allowed else None
+
+
+class MessageAwareNodeScheduler(NodeScheduler):
+    """A :class:`NodeScheduler` whose graphs may read delivered messages.
+
+    Node inputs made by :meth:`GraphInput.from_message` are filled from messages given to
+    :meth:`deliver_message`. A run waits for one message of each type its graph reads (every
+    source of that type reads the same message; ``field`` picks an entry of a mapping payload),
+    then runs the graph. Each message is consumed exactly once, in delivery order per type.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from byzdask.engine.graph.graph import ComputationGraph, GraphNode, GraphInput
+    >>> from byzdask.engine.graph.ops import CallableOp
+    >>> node = GraphNode("double", CallableOp(lambda x: 2 * x, input_mapping={"x": "x"}),
+    ...                  {"x": GraphInput.from_message("value", field="v", timeout=5.0)})
+    >>> scheduler = MessageAwareNodeScheduler(ComputationGraph([node]))
+    >>> scheduler.deliver_message("value", {"v": 21})
+    >>> asyncio.run(scheduler.run({}))
+    {'double': 42}
+    """
+
+    def __init__(self, graph: ComputationGraph, *, pool: Any = None, metadata: Mapping[str, Any] | None = None,
+                 fanout_min_bytes: int | None = None) -> None:
+        super().__init__(graph, pool=pool, metadata=metadata, fanout_min_bytes=fanout_min_bytes)
+        self.mailbox = MessageBox()
+
+    def deliver_message(self, message_type: str, payload: Any) -> None:
+        """Deliver a message (from any thread); it wakes the first waiter of its type or is queued."""
+        self.mailbox.deliver(message_type, payload)
+
+    async def wait_for_message(self, message_type: str, *, timeout: float | None = None) -> Any:
+        """Take the next message of ``message_type``, waiting up to ``timeout`` seconds.
+
+        Raises
+        ------
+        MessageTimeoutError
+            Nothing arrived in time; the message type is named.
+        """
+        return await self.mailbox.receive(message_type, timeout=timeout)
+
+    async def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        values = self._check_inputs(inputs)
+        by_type: dict[str, list[MessageSource]] = {}
+        for source in self.graph.message_sources:
+            by_type.setdefault(source.message_type, []).append(source)
+        payloads = await asyncio.gather(*(
+            self.wait_for_message(t, timeout=_shortest_timeout(sources)) for t, sources in by_type.items()
+        ))
+        for (message_type, sources), payload in zip(by_type.items(), payloads):
+            for source in sources:
+                values[_message_key(source)] = source.extract(payload)
+        return await self._execute(values)
+
+    def _values_for_lowering(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        values = self._check_inputs(inputs)
+        for source in self.graph.message_sources:
+            values.setdefault(_message_key(source), inputs.get(_message_key(source), source))
+        return values
+
+
+def _shortest_timeout(sources: list[MessageSource]) -> float | None:
+    timeouts = [s.timeout for s in sources if s.timeout is not None]
+    return min(timeouts) if timeouts else None
+
+
+# -- running coroutines from synchronous code -----------------------------------------------
+
+
+def _client_loop(pool: Any) -> asyncio.AbstractEventLoop | None:
+    client = getattr(pool, "client", None)
+    loop = getattr(client, "loop", None)
+    return getattr(loop, "asyncio_loop", loop)
+
+
+def run_coroutine_sync(make: Callable[[], Awaitable[Any]], *, loop: asyncio.AbstractEventLoop | None = None,
+                       timeout: float | None = None) -> Any:
+    """Run the coroutine ``make()`` to completion from synchronous code and return its result.
+
+    * ``loop`` given and running in another thread: the coroutine runs there;
+    * otherwise, with no event loop running in this thread: ``asyncio.run``;
+    * otherwise (a notebook cell): in a fresh event loop on a helper thread.
+
+    Raises
+    ------
+    RuntimeError
+        ``loop`` is the loop running in this thread (it would deadlock: ``await`` instead).
+
+    Examples
+    --------
+    >>> async def add(a, b):
+    ...     return a + b
+    >>> run_coroutine_sync(lambda: add(1, 2))
+    3
+    """
+    try:
+        current = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    if loop is not None and loop.is_running():
+        if loop is current:
+            raise RuntimeError(
+                "run_sync was called on the event loop that drives the pool; use `await scheduler.run(...)` here"
+            )
+        return asyncio.run_coroutine_threadsafe(_as_coroutine(make), loop).result(timeout)
+    if current is None:
+        return asyncio.run(_with_timeout(make, timeout))
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="byzdask-run-sync") as executor:
+        return executor.submit(asyncio.run, _with_timeout(make, timeout)).result()
+
+
+async def _as_coroutine(make: Callable[[], Awaitable[Any]]) -> Any:
+    return await make()
+
+
+async def _with_timeout(make: Callable[[], Awaitable[Any]], timeout: float | None) -> Any:
+    return await asyncio.wait_for(_as_coroutine(make), timeout)
+
