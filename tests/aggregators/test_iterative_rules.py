@@ -377,3 +377,16 @@ def test_bad_inputs(rule):
 def test_repr():
     assert repr(CAF(2)) == "CAF(f=2, power_iters=None, seed=0)"
     assert repr(CenteredClipping(c_tau=2)) == "CenteredClipping(c_tau=2.0, M=10, eps=1e-12, init='mean')"
+
+
+@pytest.mark.requires_cupy
+@pytest.mark.parametrize("rule", RULES + [CenteredClipping(c_tau=1.0, init="previous")], ids=repr)
+def test_cupy_inputs(rule, rng):
+    import cupy
+
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    out = rule.aggregate(cupy.asarray(x))
+    assert isinstance(out, cupy.ndarray) and out.dtype == np.float32
+    if isinstance(rule, CenteredClipping):
+        rule.reset()
+    np.testing.assert_allclose(out.get(), rule.aggregate(x), rtol=1e-5, atol=1e-5)
