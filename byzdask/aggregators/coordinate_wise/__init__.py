@@ -1,3 +1,7 @@
 """coordinate-wise aggregation rules (each helper appends its import and its names to __all__)."""
 
-__all__: list[str] = []
+from byzdask.aggregators.coordinate_wise.mean_of_medians import MeanOfMedians
+from byzdask.aggregators.coordinate_wise.median import CoordinateWiseMedian
+from byzdask.aggregators.coordinate_wise.trimmed_mean import CoordinateWiseTrimmedMean
+
+__all__: list[str] = ["CoordinateWiseMedian", "CoordinateWiseTrimmedMean", "MeanOfMedians"]
