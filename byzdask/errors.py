@@ -37,3 +37,8 @@ class ActorLostError(ByzdaskError, RuntimeError):
 
 class MessageTimeoutError(ByzdaskError, TimeoutError):
     """A wait for a message ran past its timeout."""
+
+
+class MessageRejectedError(ByzdaskError, PermissionError):
+    """A channel refused a message: its sender is not an in-neighbour, or it is not stamped by
+    the sender's own endpoint, or the sender already spoke in that round."""
