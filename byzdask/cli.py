@@ -36,5 +36,32 @@ def demo(n_honest: int, n_byzantine: int, dim: int, seed: int) -> None:
     click.echo(run_demo(n_honest=n_honest, n_byzantine=n_byzantine, dim=dim, seed=seed))
 
 
+_LIST_KINDS = {"aggregators": "aggregator", "pre-aggregators": "pre-aggregator", "attacks": "attack"}
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(sorted(_LIST_KINDS)), default="aggregators")
+@click.option("--n", "n", default=13, show_default=True, help="n used to state each rule's tolerated f")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def list_(what: str, n: int, fmt: str) -> None:
+    """List the aggregators, pre-aggregators or attacks with their short names.
+
+    Example: byzdask list aggregators --n 13 --format json
+    """
+    import json  # noqa: PLC0415
+
+    from byzdask.catalog import describe  # noqa: PLC0415
+
+    rows = describe(_LIST_KINDS[what], n=n)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    keys = [k for k in ("name", "class", "max_f", "reference") if any(k in r for r in rows)]
+    widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
+    click.echo("  ".join(k.ljust(widths[k]) for k in keys))
+    for r in rows:
+        click.echo("  ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys))
+
+
 if __name__ == "__main__":
     main()
