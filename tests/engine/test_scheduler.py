@@ -1,77 +1,53 @@
-"""NodeScheduler: in-process runs, runs on an in-process cluster, routing, data placement, concurrency.
+"""NodeScheduler: in-process runs, runs on a pool, routing, data placement, concurrency, every rule.
 
-Every cluster here is in-process (``processes=False`` style, inproc transport) and started and
-closed by the test that uses it.
+Every pool here is started and closed by the test that uses it: in-process thread workers,
+except one test with worker processes.
 """
 
 import asyncio
+import inspect
 import threading
 
 import dask
 import numpy as np
 import pytest
-from distributed import Client, Scheduler, Worker, get_worker
+from distributed import get_worker
 
 from byzdask.aggregators.average import Average
 from byzdask.engine.graph.graph import ComputationGraph, GraphNode, graph_input
 from byzdask.engine.graph.operator import Operator
+from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.engine.graph.ops import CallableOp, RemoteCallableOp, make_chain_graph, make_single_operator_graph
 from byzdask.engine.graph.scheduler import NodeScheduler, run_coroutine_sync
 from byzdask.engine.graph.subtask import SubTask
 from byzdask.errors import CapabilityError, InputError
+from byzdask.registry import AGGREGATORS, PRE_AGGREGATORS, resolve
 
 pytestmark = pytest.mark.timeout(60)
 
 
-# -- a small pool over an in-process cluster ----------------------------------------------------
-
-
-class StandInPool:
-    """The part of ActorPool the scheduler uses, over a client."""
-
-    def __init__(self, client, workers):
-        self.client = client
-        self._workers = workers  # address -> (name, resources)
-
-    @property
-    def size(self):
-        return len(self._workers)
-
-    def workers_with(self, capability):
-        return sorted(a for a, (_, res) in self._workers.items() if res.get(capability, 0) > 0)
-
-    def worker_named(self, name):
-        for address, (wname, _) in self._workers.items():
-            if str(wname) == str(name):
-                return address
-        raise KeyError(name)
+# -- pools -----------------------------------------------------------------------------------
 
 
 class Cluster:
-    """An in-process scheduler with named workers carrying resource tags."""
+    """An in-process ActorPool: prefix -> (workers, threads per worker, capabilities)."""
 
     def __init__(self, specs):
-        self.specs = specs  # name -> (nthreads, resources)
+        self.pool = ActorPool([ActorPoolConfig("thread", count=count, name=prefix, threads_per_worker=threads,
+                                               capabilities=caps)
+                               for prefix, (count, threads, caps) in specs.items()])
 
     async def __aenter__(self):
-        self.scheduler = await Scheduler(protocol="inproc", dashboard=False, validate=True)
-        self.workers = [
-            await Worker(self.scheduler.address, name=name, nthreads=nthreads, resources=res, dashboard=False)
-            for name, (nthreads, res) in self.specs.items()
-        ]
-        self.client = await Client(self.scheduler.address, asynchronous=True)
-        info = {w.address: (w.name, dict(self.specs[w.name][1])) for w in self.workers}
-        self.pool = StandInPool(self.client, info)
+        await self.pool.start()
+        self.client = self.pool.client
         return self
 
     async def __aexit__(self, *exc):
-        await self.client.close()
-        for w in self.workers:
-            await w.close()
-        await self.scheduler.close()
+        await self.pool.shutdown()
 
 
-DEFAULT = {"cpu-0": (2, {"cpu": 1}), "cpu-1": (2, {"cpu": 1})}
+DEFAULT = {"cpu": (2, 2, ["cpu"])}
+ONE_THREAD_EACH = {"w": (2, 1, ["cpu"])}
 
 
 def grads(rng, n=6, d=8):
@@ -252,7 +228,7 @@ async def test_pool_runs_independent_nodes_concurrently():
                   {"n": graph_input("name"), "v": graph_input("b")}),
         GraphNode("sum", CallableOp(lambda a, b: a + b, input_mapping={"a": "a", "b": "b"}), {"a": "a", "b": "b"}),
     ])
-    async with Cluster({"w0": (1, {"cpu": 1}), "w1": (1, {"cpu": 1})}) as c:
+    async with Cluster(ONE_THREAD_EACH) as c:
         out = await asyncio.wait_for(NodeScheduler(graph, pool=c.pool).run({"name": "pool", "a": 1, "b": 2}), 30)
     assert out == {"sum": 3}
 
@@ -260,7 +236,7 @@ async def test_pool_runs_independent_nodes_concurrently():
 async def test_pool_fan_out_spreads_subtasks_and_reduces(rng):
     x = rng.standard_normal((30, 4))
     graph = make_single_operator_graph(node_name="s", operator=BlockSum(), input_keys=("x",))
-    async with Cluster({"w0": (1, {"cpu": 1}), "w1": (1, {"cpu": 1})}) as c:
+    async with Cluster(ONE_THREAD_EACH) as c:
         scheduler = NodeScheduler(graph, pool=c.pool, fanout_min_bytes=0)
         dsk = scheduler.to_dask({"x": x})
         CALLS.clear()
@@ -268,13 +244,13 @@ async def test_pool_fan_out_spreads_subtasks_and_reduces(rng):
         # below the threshold: one task, no subtasks
         small = await NodeScheduler(graph, pool=c.pool, fanout_min_bytes=10**9).run({"x": x})
     assert total == pytest.approx(x.sum())
-    assert set(workers) <= {"w0", "w1"} and CALLS == ["reduce:s"]
+    assert set(workers) <= {"w-0", "w-1"} and CALLS == ["reduce:s"]
     assert small["s"] == pytest.approx(x.sum())
     assert len(dsk) == 1 + 3 + 1  # input, three subtasks, reduce
 
 
 async def test_pool_routes_by_capability_and_by_name():
-    specs = {"cpu-0": (1, {"cpu": 1}), "gpu-0": (1, {"gpu": 1})}
+    specs = {"cpu": (1, 1, ["cpu"]), "gpu": (1, 1, ["gpu"])}
     graph = ComputationGraph([
         GraphNode("on_gpu", RemoteCallableOp(worker_name, affinity="gpu"), {}),
         GraphNode("on_cpu", RemoteCallableOp(worker_name, affinity="cpu"), {}),
@@ -368,3 +344,52 @@ async def test_chain_on_pool_keeps_intermediates_on_workers(rng):
     async with Cluster(DEFAULT) as c:
         out = await NodeScheduler(graph, pool=c.pool).run({"gradients": g})
     np.testing.assert_allclose(out["average"], 2 * np.mean(g, axis=0))
+
+
+# -- every rule through the scheduler equals its direct result --------------------------------------
+
+
+def build(kind, name):
+    try:
+        cls = resolve(kind, name)
+    except ImportError as exc:  # a rule not written yet
+        pytest.skip(f"{kind} {name!r} is not available: {exc}")
+    params = inspect.signature(cls).parameters
+    kwargs = {}
+    for pname, value in (("f", 2), ("c_tau", 1.0), ("bucket_size", 2)):
+        if pname in params:
+            kwargs[pname] = value
+    if "seed" in params:
+        kwargs["seed"] = 0
+    return cls(**kwargs)
+
+
+RULES = [("aggregator", name) for name in AGGREGATORS] + [("pre-aggregator", name) for name in PRE_AGGREGATORS]
+
+
+async def check_rules_on(pool, rng):
+    g = [rng.standard_normal(40).astype(np.float32) for _ in range(9)]
+    checked = 0
+    for kind, name in RULES:
+        op = build(kind, name)
+        key = op.input_keys[0]
+        graph = make_single_operator_graph(node_name=name, operator=op, input_keys=(key,))
+        direct = op.compute({key: g})
+        for fanout in (None, 0):
+            scheduler = NodeScheduler(graph, pool=pool, metadata={"n_blocks": 3}, fanout_min_bytes=fanout)
+            out = (await scheduler.run({key: g}))[name]
+            np.testing.assert_allclose(np.asarray(out), np.asarray(direct), rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{kind} {name}, fanout_min_bytes={fanout}")
+        checked += 1
+    return checked
+
+
+async def test_every_rule_on_a_thread_pool(rng):
+    async with Cluster(DEFAULT) as c:
+        assert await check_rules_on(c.pool, rng) == len(RULES)
+
+
+@pytest.mark.timeout(120)
+async def test_every_rule_on_a_process_pool(rng):
+    async with ActorPool([ActorPoolConfig("process", count=2)]) as pool:
+        assert await check_rules_on(pool, rng) == len(RULES)
