@@ -13,7 +13,7 @@ import numpy as np
 
 from byzdask.kernels.blocks import column_blocks
 
-__all__ = ["arc_clip_count", "bucket_means", "clip_rows", "nearest_mask", "row_norms", "scale_rows"]
+__all__ = ["BUCKET_CHUNK", "arc_clip_count", "bucket_means", "clip_rows", "mix_rows", "nearest_mask", "row_norms", "scale_rows"]
 
 
 def _blocks(xp: Any, d: int, n: int, itemsize: int) -> list[slice]:
@@ -130,12 +130,19 @@ def nearest_mask(sq_dist: Any, k: int, xp: Any = np) -> Any:
     return below | take_tie
 
 
+#: Columns per chunk of the row-wise bucket sums (256 KiB of float32: an L2-sized accumulator).
+BUCKET_CHUNK = 1 << 16
+
+
 def bucket_means(matrix: Any, perm: Any, bucket_size: int, xp: Any = np) -> Any:
     """Means of consecutive buckets of ``bucket_size`` rows of ``matrix[perm]``.
 
     The last bucket holds the n mod bucket_size remaining rows when n is not a multiple, so the
-    output has ceil(n / bucket_size) rows. The permuted matrix is never built in full: each
-    cache-sized column block is gathered, summed and written once.
+    output has ceil(n / bucket_size) rows. The permuted matrix is never built: for wide numpy
+    inputs each bucket's rows are added straight into an L2-sized chunk of its output row and
+    scaled there (one read of the input, one write of the output; about (n + m) * d / 2**16
+    array calls, each on at least 256 KiB); narrow inputs and GPU arrays are gathered and
+    summed in a few whole-array calls.
 
     Examples
     --------
@@ -149,14 +156,48 @@ def bucket_means(matrix: Any, perm: Any, bucket_size: int, xp: Any = np) -> Any:
         return matrix[perm]
     full, rest = divmod(n, s)
     m = full + (1 if rest else 0)
-    out = xp.empty((m, d), dtype=matrix.dtype)
-    inv = matrix.dtype.type(1.0 / s)
-    for sl in _blocks(xp, d, n, matrix.dtype.itemsize):
-        block = xp.take(matrix[:, sl], perm, axis=0)
-        b = block.shape[1]
+    if xp is not np or d < BUCKET_CHUNK // 2:
+        shuffled = xp.take(matrix, perm, axis=0)
+        out = xp.empty((m, d), dtype=matrix.dtype)
         if full:
-            sums = block[: full * s].reshape(full, s, b).sum(axis=1)
-            xp.multiply(sums, inv, out=out[:full, sl])
+            xp.multiply(shuffled[: full * s].reshape(full, s, d).sum(axis=1), matrix.dtype.type(1.0 / s),
+                        out=out[:full])
         if rest:
-            out[full, sl] = block[full * s:].mean(axis=0)
+            out[full] = shuffled[full * s:].mean(axis=0)
+        return out
+    out = np.empty((m, d), dtype=matrix.dtype)
+    order = [int(i) for i in perm]
+    for j in range(m):
+        rows = order[j * s:(j + 1) * s]
+        inv = matrix.dtype.type(1.0 / len(rows))
+        for c in range(0, d, BUCKET_CHUNK):
+            o = out[j, c:c + BUCKET_CHUNK]
+            if len(rows) == 1:
+                o[...] = matrix[rows[0], c:c + BUCKET_CHUNK]
+                continue
+            np.add(matrix[rows[0], c:c + BUCKET_CHUNK], matrix[rows[1], c:c + BUCKET_CHUNK], out=o)
+            for i in rows[2:]:
+                np.add(o, matrix[i, c:c + BUCKET_CHUNK], out=o)
+            np.multiply(o, inv, out=o)
+    return out
+
+
+def mix_rows(weights: Any, matrix: Any, xp: Any = np) -> Any:
+    """``weights @ matrix`` for an (m, n) weight matrix, as one GEMM per cache-sized column block.
+
+    Blocking keeps each (n, b) input block and (m, b) output block in cache: about twice as fast
+    as one large GEMM with a small inner dimension n (measured here at n = 32, d = 2**20).
+
+    Examples
+    --------
+    >>> mix_rows(np.array([[0.5, 0.5]]), np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[2.0, 3.0]]
+    """
+    w = weights.astype(matrix.dtype, copy=False)
+    m, d = int(w.shape[0]), int(matrix.shape[1])
+    if xp is not np:
+        return w @ matrix
+    out = np.empty((m, d), dtype=matrix.dtype)
+    for sl in column_blocks(d, n_rows=m + int(matrix.shape[0]), itemsize=matrix.dtype.itemsize):
+        np.matmul(w, matrix[:, sl], out=out[:, sl])
     return out

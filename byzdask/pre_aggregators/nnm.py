@@ -12,7 +12,7 @@ from byzdask.errors import NonFiniteError, ToleranceError
 from byzdask.kernels.arrays import Batch, as_batch, finite_rows
 from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks
 from byzdask.kernels.gram import gram_matrix, gram_partial, sq_distances
-from byzdask.kernels.prepro import nearest_mask
+from byzdask.kernels.prepro import mix_rows, nearest_mask
 from byzdask.pre_aggregators.base import PreAggregator
 
 __all__ = ["NearestNeighborMixing"]
@@ -87,8 +87,7 @@ class NearestNeighborMixing(PreAggregator):
         m = int(finite.shape[0])
         dist = sq_distances(gram, xp)[:m, :m]
         mask = nearest_mask(dist, m - (self.f - r), xp)
-        weights = mask.astype(matrix.dtype) / matrix.dtype.type(m - (self.f - r))
-        mixed = weights @ finite
+        mixed = mix_rows(mask / float(m - (self.f - r)), finite, xp)
         if not r:
             return mixed
         out = matrix.copy()

@@ -25,9 +25,10 @@ def test_matches_reference(n, d, s, seed, dtype):
     np.testing.assert_allclose(out, reference_bucketing(x, s, seed), rtol=tol, atol=tol)
 
 
-def test_large_d_crosses_blocks(rng):
-    x = rng.normal(size=(7, 50_000)).astype(np.float32)
-    np.testing.assert_allclose(Bucketing(3, seed=1).pre_aggregate(x), reference_bucketing(x, 3, 1), atol=1e-6)
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_wide_inputs_take_the_row_path(rng, s):
+    x = rng.normal(size=(7, 140_000)).astype(np.float32)  # several chunks of 2**16 columns
+    np.testing.assert_allclose(Bucketing(s, seed=1).pre_aggregate(x), reference_bucketing(x, s, 1), atol=1e-6)
 
 
 def test_reproducible_from_seed(rng):
