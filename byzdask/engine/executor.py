@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from byzdask.engine.graph.operator import Operator
 from byzdask.engine.graph.ops import make_single_operator_graph
 from byzdask.engine.graph.scheduler import NodeScheduler
 from byzdask.errors import ConfigurationError, InputError
+
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = ["OperatorExecutor", "run_operator"]
 
@@ -35,7 +38,7 @@ def _as_mapping(inputs: Any, keys: tuple[str, ...] | None) -> Mapping[str, Any]:
 
 
 def _is_pool_config(value: Any) -> bool:
-    from byzdask.engine.graph.pool import ActorPoolConfig  # noqa: PLC0415
+    from byzdask.engine.graph.pool import ActorPoolConfig
 
     if isinstance(value, ActorPoolConfig):
         return True
@@ -114,7 +117,7 @@ class OperatorExecutor:
     async def start(self) -> OperatorExecutor:
         """Start the configured pool (no-op otherwise)."""
         if self._configs is not None and self._pool is None:
-            from byzdask.engine.graph.pool import ActorPool  # noqa: PLC0415
+            from byzdask.engine.graph.pool import ActorPool
 
             pool = ActorPool(self._configs)
             await pool.start()
@@ -127,10 +130,10 @@ class OperatorExecutor:
             pool, self._pool, self._owns_pool = self._pool, None, False
             await pool.shutdown()
 
-    async def __aenter__(self) -> OperatorExecutor:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def run(self, inputs: Any) -> Any:
@@ -142,16 +145,16 @@ class OperatorExecutor:
         return result[self.node_name]
 
     # -- synchronous use ----------------------------------------------------------------------
-    def __enter__(self) -> OperatorExecutor:
+    def __enter__(self) -> Self:
         if self._configs is not None and self._pool is None:
-            from byzdask.engine.graph.pool import ActorPool  # noqa: PLC0415
+            from byzdask.engine.graph.pool import ActorPool
 
             pool = ActorPool(self._configs)
             pool.start_sync()
             self._pool, self._owns_pool, self._sync_started = pool, True, True
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._owns_pool and self._pool is not None and self._sync_started:
             pool, self._pool, self._owns_pool, self._sync_started = self._pool, None, False, False
             pool.shutdown_sync()

@@ -4,8 +4,19 @@ import numpy as np
 import pytest
 
 from byzdask.aggregators.average import Average
-from byzdask.engine.graph.graph import ComputationGraph, GraphInput, GraphNode, MessageSource, graph_input
-from byzdask.engine.graph.ops import CallableOp, RemoteCallableOp, make_chain_graph, make_single_operator_graph
+from byzdask.engine.graph.graph import (
+    ComputationGraph,
+    GraphInput,
+    GraphNode,
+    MessageSource,
+    graph_input,
+)
+from byzdask.engine.graph.ops import (
+    CallableOp,
+    RemoteCallableOp,
+    make_chain_graph,
+    make_single_operator_graph,
+)
 from byzdask.errors import ConfigurationError
 
 

@@ -21,7 +21,11 @@ from byzdask.engine.graph.lowering import (
     scatter_min_bytes,
     to_task_arg,
 )
-from byzdask.engine.graph.ops import CallableOp, RemoteCallableOp, make_single_operator_graph
+from byzdask.engine.graph.ops import (
+    CallableOp,
+    RemoteCallableOp,
+    make_single_operator_graph,
+)
 from byzdask.errors import CapabilityError, ConfigurationError
 
 

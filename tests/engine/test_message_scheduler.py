@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from byzdask.aggregators.average import Average
-from byzdask.engine.graph.graph import ComputationGraph, GraphInput, GraphNode, graph_input
+from byzdask.engine.graph.graph import (
+    ComputationGraph,
+    GraphInput,
+    GraphNode,
+    graph_input,
+)
 from byzdask.engine.graph.message import MessageBox
 from byzdask.engine.graph.ops import CallableOp
 from byzdask.engine.graph.scheduler import MessageAwareNodeScheduler

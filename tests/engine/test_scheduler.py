@@ -16,8 +16,13 @@ from distributed import get_worker
 from byzdask.aggregators.average import Average
 from byzdask.engine.graph.graph import ComputationGraph, GraphNode, graph_input
 from byzdask.engine.graph.operator import Operator
+from byzdask.engine.graph.ops import (
+    CallableOp,
+    RemoteCallableOp,
+    make_chain_graph,
+    make_single_operator_graph,
+)
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
-from byzdask.engine.graph.ops import CallableOp, RemoteCallableOp, make_chain_graph, make_single_operator_graph
 from byzdask.engine.graph.scheduler import NodeScheduler, run_coroutine_sync
 from byzdask.engine.graph.subtask import SubTask
 from byzdask.errors import CapabilityError, InputError
