@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from byzdask.kernels.blocks import column_blocks
+from byzdask.kernels.coordinate import coordinate_median as block_median
 
 __all__ = [
     "anchor_weights",
@@ -279,7 +280,8 @@ def coordinate_median(matrix: Any, xp: Any = np) -> Any:
 
     Used as the starting anchor of the iterative rules with ``init="median"``; it is not in the
     span of the inputs, so the rules append it as an extra Gram row. Computed over cache-sized
-    column blocks.
+    column blocks by the selection kernel of the coordinate-wise rules
+    (:func:`byzdask.kernels.coordinate.coordinate_median`).
 
     Examples
     --------
@@ -289,5 +291,5 @@ def coordinate_median(matrix: Any, xp: Any = np) -> Any:
     m, d = matrix.shape
     out = xp.empty(d, dtype=matrix.dtype)
     for sl in column_blocks(d, n_rows=m, itemsize=matrix.dtype.itemsize):
-        out[sl] = xp.median(matrix[:, sl], axis=0)
+        out[sl] = block_median(matrix[:, sl], xp)
     return out
