@@ -38,3 +38,25 @@ def test_errors():
     for bad in ("1", float("nan"), None):
         with pytest.raises(ConfigurationError, match="scale"):
             EmpireAttack(bad)
+
+
+@pytest.mark.requires_cupy
+def test_cupy_attacks_match_numpy(rng):
+    import cupy
+
+    from byzdask.attacks import (
+        GaussianAttack,
+        InfAttack,
+        LittleAttack,
+        MimicAttack,
+        SignFlipAttack,
+    )
+
+    g = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    cg = [cupy.asarray(v) for v in g]
+    for attack in (EmpireAttack(-2.0), LittleAttack(2), GaussianAttack(seed=1), InfAttack(), MimicAttack(3),
+                   SignFlipAttack()):
+        out = attack.apply(honest_grads=cg, base_grad=cg[0])
+        assert isinstance(out, cupy.ndarray) and out.dtype == cupy.float32 and out.shape == (3, 4)
+        np.testing.assert_allclose(out.get(), attack.apply(honest_grads=list(g), base_grad=g[0]), rtol=1e-5,
+                                   atol=1e-6)

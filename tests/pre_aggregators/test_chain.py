@@ -116,3 +116,25 @@ def test_nnm_then_trimmed_mean(rng):
 def test_bad_compositions(build, msg):
     with pytest.raises(ConfigurationError, match=msg):
         build()
+
+
+@pytest.mark.requires_cupy
+def test_cupy_matches_numpy(rng):
+    import cupy
+
+    x = (rng.normal(size=(9, 70_000)) * np.arange(1, 10)[:, None]).astype(np.float32)
+    x[3, 5] = np.nan
+    for step in (Clipping(3.0), ARC(2), NearestNeighborMixing(2), Bucketing(2, seed=0), Bucketing(1, seed=0),
+                 PreAggregatorChain(ARC(2), NearestNeighborMixing(2))):
+        out = step.pre_aggregate(cupy.asarray(x))
+        assert isinstance(out, cupy.ndarray) and out.dtype == cupy.float32
+        np.testing.assert_allclose(out.get(), step.pre_aggregate(x), rtol=1e-4, atol=1e-4, equal_nan=True)
+    out = chain(NearestNeighborMixing(2), _Median(2)).aggregate(cupy.asarray(x))
+    assert isinstance(out, cupy.ndarray) and bool(cupy.isfinite(out).all())
+
+
+@pytest.mark.requires_gpu
+def test_torch_cuda_stays_on_device(rng):
+    x = torch.tensor(rng.normal(size=(7, 1000)), dtype=torch.float32, device="cuda")
+    out = chain(Clipping(1.0), NearestNeighborMixing(2), Bucketing(1, seed=0)).pre_aggregate(x)
+    assert out.device.type == "cuda" and out.dtype == torch.float32 and out.shape == (7, 1000)
