@@ -13,9 +13,10 @@ them. Two routes compute them, with the same result:
   operations. A comparator network outputs a permutation of its inputs, so once the ranks asked
   for are exact, the other rows hold exactly the other values (as a multiset): sums over a range
   of ranks are read off them without any further ordering.
-* **A sort along the fast axis** otherwise (large m, or cupy): the block is transposed to
-  (b, m), sorted per row (numpy's vectorised sort; cupy's device sort), and read back through a
-  transposed view.
+* **A sort along the fast axis** otherwise (when the pruned network would cost more than
+  :data:`SORT_ROW_OPERATIONS` row operations per row, as for the median of m >= 64; and always
+  with cupy): the block is transposed to (b, m) and each row sorted (numpy's vectorised
+  AVX-512 sort; cupy's device sort), and the ranks are read as columns of it.
 
 The results are identical up to the order in which a sum adds its terms.
 
@@ -167,26 +168,27 @@ class RankedRows:
     each column, available when every rank outside ``range(start, stop)`` was asked for.
     """
 
-    def __init__(self, xp: Any, *, sorted_rows: Any = None, wires: list | None = None,
+    def __init__(self, xp: Any, *, sorted_cols: Any = None, wires: list | None = None,
                  rest: tuple[int, ...] = (), ranks: tuple[int, ...] = ()) -> None:
         self.xp = xp
-        self.sorted_rows = sorted_rows  # (m, b), sorted along axis 0 (the sort route)
+        #: the sort route: a (b, m) array, each row (a column of the block) sorted
+        self.sorted_cols = sorted_cols
         self._wires = wires  # the network route: wire k holds rank k for k in ranks
         self._rest = rest
         self._ranks = ranks
 
     def row(self, k: int) -> Any:
         """The vector of rank ``k`` (0 = the smallest of each column)."""
-        if self.sorted_rows is not None:
-            return self.sorted_rows[k]
+        if self.sorted_cols is not None:
+            return self.sorted_cols[:, k]
         if k not in self._ranks:
             raise ValueError(f"rank {k} was not asked for (asked: {self._ranks})")
         return self._wires[k]
 
     def sum_rows(self, start: int, stop: int) -> Any:
         """Sum of the values of ranks start..stop-1 of each column (a fresh (b,) vector)."""
-        if self.sorted_rows is not None:
-            return self.sorted_rows[start:stop].sum(axis=0)
+        if self.sorted_cols is not None:
+            return self.sorted_cols[:, start:stop].sum(axis=1)
         outside = set(range(start)) | set(range(stop, len(self._rest) + len(self._ranks)))
         if not outside <= set(self._ranks) or self._wires is None:
             raise ValueError(f"sum_rows({start}, {stop}) needs the ranks {sorted(outside)} asked for")
@@ -245,8 +247,8 @@ def order_statistics(block: Any, ranks: Iterable[int], xp: Any, *, half: bool = 
         work = np.empty((block.shape[1], m), dtype=block.dtype)
         work[...] = block.T
         work.sort(axis=1)
-        return RankedRows(xp, sorted_rows=work.T)
-    return RankedRows(xp, sorted_rows=xp.sort(block, axis=0))
+        return RankedRows(xp, sorted_cols=work)
+    return RankedRows(xp, sorted_cols=xp.sort(block, axis=0).T)
 
 
 def _run_network(block: Any, prog: NetworkProgram, xp: Any) -> list:
@@ -271,6 +273,13 @@ def _run_network(block: Any, prog: NetworkProgram, xp: Any) -> list:
         else:
             wires[i], wires[j] = c, a
     return wires
+
+
+def _check_trim(block: Any, f: int) -> int:
+    m = block.shape[0]
+    if not 0 <= f or not 2 * f < m:
+        raise ValueError(f"needs 0 <= 2f < m rows; got f={f} with m={m}")
+    return m
 
 
 def _median_of(ranked: RankedRows, m: int) -> Any:
@@ -308,7 +317,7 @@ def coordinate_trimmed_mean(block: Any, f: int, xp: Any) -> Any:
     >>> coordinate_trimmed_mean(np.array([[1.0], [100.0], [2.0], [3.0], [-50.0]]), 1, np)
     array([2.])
     """
-    m = block.shape[0]
+    m = _check_trim(block, f)
     if f == 0:
         return block.mean(axis=0)
     ranked = order_statistics(block, (*range(f), *range(m - f, m)), xp)
@@ -333,14 +342,14 @@ def coordinate_mean_of_medians(block: Any, f: int, xp: Any) -> Any:
     >>> coordinate_mean_of_medians(np.array([[1.0], [2.0], [3.0], [4.5], [9.0]]), 2, np)
     array([3.16666667])
     """
-    m = block.shape[0]
+    m = _check_trim(block, f)
     if f == 0:
         return block.mean(axis=0)
     lo, hi = (m - 1) // 2, m // 2
     ranked = order_statistics(block, (*range(f), lo, hi, *range(m - f, m)), xp)
     med = _median_of(ranked, m)
     out = ranked.sum_rows(f, m - f)
-    if ranked.sorted_rows is None:
+    if ranked.sorted_cols is None:
         below, above = xp.empty_like(med), xp.empty_like(med)
         for i in range(f):
             low, high = ranked.row(i), ranked.row(m - f + i)
@@ -348,7 +357,8 @@ def coordinate_mean_of_medians(block: Any, f: int, xp: Any) -> Any:
             xp.subtract(high, med, out=above)
             out += xp.where(below > above, high, low)
     else:
-        low, high = ranked.sorted_rows[:f], ranked.sorted_rows[m - f:]
-        out += xp.where((med - low) > (high - med), high, low).sum(axis=0)
+        low, high = ranked.sorted_cols[:, :f], ranked.sorted_cols[:, m - f:]
+        centre = med[:, None]
+        out += xp.where((centre - low) > (high - centre), high, low).sum(axis=1)
     out /= m - f
     return out

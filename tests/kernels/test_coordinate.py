@@ -135,3 +135,10 @@ def test_kernels_on_cupy(rng):
     np.testing.assert_allclose(cupy.asnumpy(K.coordinate_trimmed_mean(xc, 2, cupy)),
                                np.sort(x, axis=0)[2:7].mean(axis=0))
     np.testing.assert_allclose(cupy.asnumpy(K.coordinate_mean_of_medians(xc, 2, cupy)), _ref_mom(x, 2))
+
+
+def test_trim_kernels_check_f():
+    x = np.zeros((4, 2))
+    for kernel in (K.coordinate_trimmed_mean, K.coordinate_mean_of_medians):
+        with pytest.raises(ValueError, match="f=2 with m=4"):
+            kernel(x, 2, np)
