@@ -146,7 +146,7 @@ class ActorRef:
         self._check_alive()
         try:
             pending = getattr(self._actor, method)(*args, **kwargs)
-            return await asyncio.wait_for(_as_coroutine(pending), limit)
+            outcome = await asyncio.wait_for(guarded(pending), limit)
         except TimeoutError as exc:
             raise TimeoutError(
                 f"actor {self._name!r} did not answer {method}() within {limit} s "
@@ -160,6 +160,7 @@ class ActorRef:
             if _is_comm_failure(exc):
                 raise self._lost(method, exc) from exc
             raise
+        return outcome.unwrap()
 
     def _check_alive(self) -> None:
         future = self._future
@@ -175,8 +176,29 @@ class ActorRef:
         )
 
 
-async def _as_coroutine(awaitable: Any) -> Any:
-    return await awaitable
+class _Outcome:
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any = None, error: BaseException | None = None):
+        self.value = value
+        self.error = error
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+async def guarded(awaitable: Any) -> _Outcome:
+    """Await ``awaitable``, keeping a TimeoutError it raises apart from a ``wait_for`` timeout.
+
+    Since Python 3.11 ``asyncio.TimeoutError is TimeoutError``, so a timeout raised by the
+    remote method (e.g. a channel's MessageTimeoutError) would otherwise read as the call's own.
+    """
+    try:
+        return _Outcome(value=await awaitable)
+    except TimeoutError as exc:
+        return _Outcome(error=exc)
 
 
 def _is_comm_failure(exc: OSError) -> bool:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from byzdask import config
 from byzdask.engine.actor import backends
 from byzdask.engine.actor.channels import ChannelInfo, open_channel
-from byzdask.engine.actor.ref import ActorRef
+from byzdask.engine.actor.ref import ActorRef, guarded
 from byzdask.errors import CapabilityError, ConfigurationError
 
 if TYPE_CHECKING:  # typing.Self needs Python 3.11; the package supports 3.10
@@ -337,15 +337,15 @@ class ActorPool:
             raise RuntimeError("this ActorPool was shut down; create a new one")
         self._state = "starting"
         try:
-            await asyncio.wait_for(self._start(), self._start_timeout)
-        except TimeoutError as exc:
-            await self._release()
-            self._state = "closed"
-            raise TimeoutError(
-                f"the ActorPool did not start within {self._start_timeout} s "
-                f"(configs: {[c.backend if isinstance(c.backend, str) else type(c.backend).__name__ for c in self.configs]}); "
-                "raise byzdask.pool.start-timeout if the workers are slow to come up"
-            ) from exc
+            try:
+                outcome = await asyncio.wait_for(guarded(self._start()), self._start_timeout)
+            except TimeoutError as exc:
+                raise TimeoutError(
+                    f"the ActorPool did not start within {self._start_timeout} s (backends: "
+                    f"{[c.backend if isinstance(c.backend, str) else type(c.backend).__name__ for c in self.configs]}); "
+                    "raise byzdask.pool.start-timeout if the workers are slow to come up"
+                ) from exc
+            outcome.unwrap()
         except BaseException:
             await self._release()
             self._state = "closed"
@@ -619,11 +619,11 @@ class ActorPool:
                                allow_other_workers=False, key=key, pure=False)
         limit = config.get_timeout("actor.call-timeout")
         try:
-            actor = await asyncio.wait_for(future, limit)
+            outcome = await asyncio.wait_for(guarded(future), limit)
         except TimeoutError as exc:
             future.cancel()
             raise TimeoutError(f"actor {name!r} was not created on {address} within {limit} s") from exc
-        return ActorRef(actor, name, address, future)
+        return ActorRef(outcome.unwrap(), name, address, future)
 
     async def open_channel(self, name: str, members: Mapping[str, ActorRef], topology: Any = None,
                            *, timeout: Any = None) -> ChannelInfo:
