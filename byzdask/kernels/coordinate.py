@@ -45,6 +45,7 @@ __all__ = [
     "coordinate_mean_of_medians",
     "coordinate_median",
     "coordinate_trimmed_mean",
+    "ends_network",
     "merge_exchange_network",
     "order_statistics",
     "selection_network",
@@ -91,7 +92,9 @@ def merge_exchange_network(m: int) -> tuple[tuple[int, int], ...]:
 def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False) -> NetworkProgram:
     """The part of a sorting network on ``m`` wires that fixes the wires ``ranks``.
 
-    The network is :func:`merge_exchange_network` on the next power of two M >= m, the M - m
+    The network is :func:`merge_exchange_network` on the next power of two M >= m (or, when m
+    is a power of two and every rank lies near an end, :func:`ends_network` if that is
+    cheaper), the M - m
     extra wires holding +inf: a comparator that meets one of them moves nothing, or only
     relabels two wires, so it costs no work. Walking backwards from ``ranks``, a comparator is kept when one
     of its outputs is needed later; its inputs are then needed too. With ``half``, a kept
@@ -117,9 +120,21 @@ def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False) -> 
     if m < 2:
         return NetworkProgram((), tuple(w for w in range(m) if w not in ranks))
     size = 1 << (m - 1).bit_length()
+    best = _prune(merge_exchange_network(size), m, size, ranks, half)
+    t = 1 << max(0, max((min(k + 1, m - k) for k in ranks), default=1) - 1).bit_length()
+    if size == m and 2 * t <= m:  # every rank asked for lies within t of an end
+        tree = _prune(ends_network(m, t), m, size, ranks, half)
+        if tree.row_operations < best.row_operations:
+            best = tree
+    return best
+
+
+def _prune(network: tuple[tuple[int, int], ...], m: int, size: int, ranks: tuple[int, ...],
+           half: bool) -> NetworkProgram:
+    """Keep the comparators of ``network`` (on ``size`` wires, the last size - m at +inf) that reach ``ranks``."""
     inf = [w >= m for w in range(size)]
     kinds = []
-    for i, j in merge_exchange_network(size):
+    for i, j in network:
         if inf[j]:
             kinds.append(None)  # the larger output is already +inf on wire j: nothing moves
         elif inf[i]:
@@ -129,7 +144,7 @@ def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False) -> 
             kinds.append("cmp")
     needed = set(ranks)
     ops = []
-    for (i, j), kind in zip(reversed(merge_exchange_network(size)), reversed(kinds)):
+    for (i, j), kind in zip(reversed(network), reversed(kinds)):
         if kind is None or not (i in needed or j in needed):
             continue
         if kind == "cmp" and half:
@@ -146,6 +161,75 @@ def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False) -> 
             inf[i], inf[j] = inf[j], inf[i]
     rest = tuple(w for w in range(size) if not inf[w] and w not in ranks)
     return NetworkProgram(tuple(ops), rest)
+
+
+@cache
+def ends_network(m: int, t: int) -> tuple[tuple[int, int], ...]:
+    """A network that leaves the t smallest values sorted on wires 0..t-1 and the t largest on m-t..m-1.
+
+    For m a power of two and t a power of two with 2t <= m: sort groups of t wires, then merge
+    groups pairwise in two tournaments, one that keeps the t smallest and one that keeps the t
+    largest. A merge of two sorted groups A, B is the bitonic split
+    ``(A[i], B[t-1-i]) -> (min, max)``, which leaves the t smallest of A + B on A and the t
+    largest on B, each a bitonic sequence, then a bitonic merger on the side that goes on
+    (Batcher, "Sorting networks and their applications", 1968). Once pruned it needs far fewer
+    comparators than the pruned sorting network when t is small: 90 against 140 for the 2
+    smallest and the 2 largest of 32, 186 against 380 for those of 64. A comparator ``(i, j)`` puts the smaller value on wire i, even
+    where i > j.
+
+    Examples
+    --------
+    >>> net = ends_network(8, 2)
+    >>> v = [5, 3, 8, 1, 9, 2, 7, 4]
+    >>> for i, j in net:
+    ...     if v[i] > v[j]:
+    ...         v[i], v[j] = v[j], v[i]
+    >>> v[:2], v[-2:]
+    ([1, 2], [8, 9])
+    """
+    if m & (m - 1) or t & (t - 1) or 2 * t > m:
+        raise ValueError(f"ends_network needs m and t powers of two with 2t <= m; got m={m}, t={t}")
+    comps: list[tuple[int, int]] = []
+    groups = [list(range(g, g + t)) for g in range(0, m, t)]
+    for group in groups:
+        comps.extend((group[i], group[j]) for i, j in merge_exchange_network(t))
+
+    def split(a: list[int], b: list[int]) -> None:
+        comps.extend((a[i], b[t - 1 - i]) for i in range(t))
+
+    def bitonic_sort(wires: list[int]) -> None:
+        # the merger sorts a bitonic sequence into increasing order along ``wires``
+        half = len(wires) // 2
+        if half == 0:
+            return
+        comps.extend((wires[i], wires[i + half]) for i in range(half))
+        bitonic_sort(wires[:half])
+        bitonic_sort(wires[half:])
+
+    lows, highs = [], []
+    for a, b in zip(groups[0::2], groups[1::2]):  # first round: both sides go on
+        split(a, b)
+        bitonic_sort(a)
+        bitonic_sort(b)
+        lows.append(a)
+        highs.append(b)
+    while len(lows) > 1:  # the t smallest: the lower side of each split goes on
+        nxt = []
+        for a, b in zip(lows[0::2], lows[1::2]):
+            split(a, b)
+            bitonic_sort(a)
+            nxt.append(a)
+        lows = nxt
+    while len(highs) > 1:  # the t largest: the upper side goes on
+        nxt = []
+        for a, b in zip(highs[0::2], highs[1::2]):
+            split(a, b)
+            bitonic_sort(b)
+            nxt.append(b)
+        highs = nxt
+    # the survivors sit on the first and the last group of wires, as wanted
+    assert lows[0] == groups[0] and highs[0] == groups[-1]
+    return tuple(comps)
 
 
 class NetworkProgram(NamedTuple):

@@ -142,3 +142,33 @@ def test_trim_kernels_check_f():
     for kernel in (K.coordinate_trimmed_mean, K.coordinate_mean_of_medians):
         with pytest.raises(ValueError, match="f=2 with m=4"):
             kernel(x, 2, np)
+
+
+@pytest.mark.parametrize("m, t", [(2, 1), (8, 2), (16, 1), (16, 2), (16, 4), (16, 8)])
+def test_ends_network_on_every_01_input(m, t):
+    x = ((np.arange(2**m)[None, :] >> np.arange(m)[:, None]) & 1).astype(np.int8)
+    s = np.sort(x, axis=0)
+    rows = list(x.copy())
+    for i, j in K.ends_network(m, t):
+        rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
+    out = np.array(rows)
+    np.testing.assert_array_equal(out[:t], s[:t])
+    np.testing.assert_array_equal(out[m - t:], s[m - t:])
+
+
+@pytest.mark.parametrize("m", [32, 64])
+def test_ends_programs_on_ties_at_benchmark_sizes(m, rng):
+    x = rng.integers(-3, 4, size=(m, 500)).astype(np.float32)
+    s = np.sort(x, axis=0)
+    for f in (1, 2, 3, 4, 8):
+        ranks = (*range(f), *range(m - f, m))
+        r = K.order_statistics(x, ranks, np)
+        for k in ranks:
+            np.testing.assert_array_equal(r.row(k), s[k])
+        np.testing.assert_array_equal(r.sum_rows(f, m - f), s[f:m - f].sum(axis=0))
+
+
+def test_ends_network_checks_sizes():
+    with pytest.raises(ValueError, match="m=12, t=2"):
+        K.ends_network(12, 2)
+    assert K.selection_network(32, (0, 1, 30, 31)).row_operations == 180
