@@ -5,3 +5,10 @@ __all__: list[str] = []
 from byzdask.aggregators.geometric_wise.geometric_median import GeometricMedian
 
 __all__ += ["GeometricMedian"]
+
+from byzdask.aggregators.geometric_wise.krum import Krum, MultiKrum
+from byzdask.aggregators.geometric_wise.minimum_diameter_average import MinimumDiameterAveraging
+from byzdask.aggregators.geometric_wise.monna import MoNNA
+from byzdask.aggregators.geometric_wise.smea import SMEA
+
+__all__ += ["Krum", "MultiKrum", "MinimumDiameterAveraging", "MoNNA", "SMEA"]

@@ -1,0 +1,448 @@
+"""Selection helpers on small n x n matrices, shared by the distance-based rules.
+
+The distance rules (Krum, MultiKrum, MoNNA, CGE, MDA, SMEA) decide on an n x n matrix derived
+from the augmented Gram matrix of :mod:`byzdask.kernels.gram`; the decision is tiny next to the
+Gram matrix itself, so it runs in numpy (float64) on the host whatever the array family.
+
+Two exact subset searches live here:
+
+* :func:`min_diameter_subset` -- the k-subset of smallest diameter (MDA);
+* :func:`min_top_eigenvalue_subset` -- the k-subset whose scatter matrix has the smallest top
+  eigenvalue (SMEA).
+
+Both are depth-first branch-and-bound searches over the rows in index order, trying "keep" before
+"drop", so leaves come in the lexicographic order of :func:`itertools.combinations`; a leaf is
+recorded only when it beats the best value strictly, hence ties go to the lexicographically first
+subset. A node is pruned when its kept rows force more than f = n - k drops:
+
+* a row that cannot join the kept rows without reaching the best value is forced out;
+* among the other undecided rows, each edge of a greedy maximal matching in the "conflict" graph
+  (pairs that cannot both stay) costs one more drop.
+
+The worst case stays exponential (choosing a minimum-diameter k-subset is as hard as finding a
+k-clique), but on the inputs these rules meet the bound removes almost every branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "host_distances",
+    "k_nearest_sums",
+    "mean_weights",
+    "min_diameter_subset",
+    "min_top_eigenvalue_subset",
+    "smallest_indices",
+    "tie_tolerance",
+    "to_host",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Relative size (against the largest distance) under which values count as tied.
+TIE_RTOL = 1e-12
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A float64 numpy copy (or view) of a small numpy or cupy matrix.
+
+    Examples
+    --------
+    >>> to_host(np.eye(2, dtype=np.float32)).dtype
+    dtype('float64')
+    """
+    if not isinstance(a, np.ndarray) and hasattr(a, "get"):
+        a = a.get()
+    return np.asarray(a, dtype=np.float64)
+
+
+def host_distances(gram: Any) -> np.ndarray:
+    """Squared Euclidean distances between the rows of a Gram matrix, on the host, in float64.
+
+    The Gram matrix is symmetrised first, so the distances are exactly symmetric; they are
+    clamped at zero and the diagonal is zero.
+
+    Examples
+    --------
+    >>> g = np.array([[1.0, 0.0], [0.0, 4.0]])
+    >>> host_distances(g).tolist()
+    [[0.0, 5.0], [5.0, 0.0]]
+    """
+    g = to_host(gram)
+    g = 0.5 * (g + g.T)
+    diag = np.diagonal(g)
+    dist = (diag[:, None] + diag[None, :]) - 2.0 * g
+    np.maximum(dist, 0.0, out=dist)
+    np.fill_diagonal(dist, 0.0)
+    return dist
+
+
+def k_nearest_sums(dist: np.ndarray, k: int) -> np.ndarray:
+    """For each row i, the sum of its k smallest entries ``dist[i, j]`` over ``j != i``.
+
+    Selection by partition; the k selected values are then summed in sorted order, so two rows
+    holding the same multiset of distances get bit-identical sums (ties stay ties).
+
+    Parameters
+    ----------
+    dist : (n, n) array
+    k : int
+        1 <= k <= n - 1.
+
+    Examples
+    --------
+    >>> d = np.array([[0.0, 1.0, 4.0], [1.0, 0.0, 9.0], [4.0, 9.0, 0.0]])
+    >>> k_nearest_sums(d, 1).tolist()
+    [1.0, 1.0, 4.0]
+    """
+    n = dist.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must satisfy 1 <= k <= n - 1 = {n - 1}, got {k}")
+    others = np.array(dist, dtype=np.float64, copy=True)
+    np.fill_diagonal(others, np.inf)
+    others = np.partition(others, k - 1, axis=1)  # the diagonal (inf) lands past column k - 1
+    nearest = np.sort(others[:, :k], axis=1)
+    return nearest.sum(axis=1)
+
+
+def smallest_indices(values: np.ndarray, k: int, *, tol: float = 0.0) -> np.ndarray:
+    """Indices of the k smallest values, ties going to the lower index.
+
+    Values closer than ``tol`` count as tied: after a stable sort, runs of consecutive values
+    whose gaps are all <= ``tol`` are ordered by index. This makes ties that round-off has
+    split (the Gram matrix is not exact) still go to the lower index, whatever the blocking.
+
+    Examples
+    --------
+    >>> smallest_indices(np.array([3.0, 1.0, 2.0, 1.0]), 3).tolist()
+    [1, 3, 2]
+    >>> smallest_indices(np.array([1.0 + 1e-15, 1.0]), 1, tol=1e-12).tolist()
+    [0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    if tol > 0 and len(order) > 1:
+        ranked = values[order]
+        group = np.concatenate([[0], np.cumsum(np.diff(ranked) > tol)])
+        order = order[np.lexsort((order, group))]
+    return order[:k]
+
+
+def tie_tolerance(dist: np.ndarray, rows: Any = None, *, rtol: float = TIE_RTOL) -> float:
+    """Tolerance under which two distance-derived values count as tied.
+
+    ``rtol`` times the largest distance among ``rows`` (all rows by default): round-off of the
+    float64 Gram matrix of float64 inputs stays far below it, real differences far above it.
+
+    Examples
+    --------
+    >>> tie_tolerance(np.array([[0.0, 4.0], [4.0, 0.0]]))
+    4e-12
+    """
+    sub = dist if rows is None else dist[np.ix_(rows, rows)]
+    return float(rtol * sub.max()) if sub.size else 0.0
+
+
+def mean_weights(size: int, rows: Any) -> np.ndarray:
+    """Weights of length ``size`` that average ``rows`` (1 / len(rows) on each of them).
+
+    Examples
+    --------
+    >>> mean_weights(4, [0, 2]).tolist()
+    [0.5, 0.0, 0.5, 0.0]
+    """
+    rows = np.asarray(rows, dtype=np.intp)
+    w = np.zeros(size, dtype=np.float64)
+    w[rows] = 1.0 / len(rows)
+    return w
+
+
+# -- bitset helpers ------------------------------------------------------------------------
+def _masks(conflict: np.ndarray) -> list[int]:
+    """Rows of a boolean (n, n) matrix as Python int bitsets (bit j set when conflict[i, j])."""
+    n = conflict.shape[0]
+    weights = [1 << j for j in range(n)]
+    return [sum(w for w, c in zip(weights, row) if c) for row in conflict.tolist()]
+
+
+def _matching_size(free: int, masks: list[int]) -> int:
+    """Size of a greedy maximal matching of the conflict graph restricted to the bitset ``free``."""
+    size = 0
+    while free:
+        low = free & -free
+        i = low.bit_length() - 1
+        free ^= low
+        partners = masks[i] & free
+        if partners:
+            free ^= partners & -partners
+            size += 1
+    return size
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _greedy_start(dist: np.ndarray, size: int, value: Callable[[tuple], float]) -> tuple[float, tuple]:
+    """Upper bound: the best of the n sets {i and its size - 1 nearest rows}."""
+    best_val, best_set = np.inf, tuple(range(size))
+    for i in range(dist.shape[0]):
+        subset = tuple(sorted(np.argsort(dist[i], kind="stable")[:size].tolist()))
+        if i not in subset:  # a duplicate row at distance 0 came first; keep i itself
+            subset = tuple(sorted((*subset[:-1], i)))
+        val = value(subset)
+        if val < best_val or (val == best_val and subset < best_set):
+            best_val, best_set = val, subset
+    return best_val, best_set
+
+
+# -- minimum diameter ----------------------------------------------------------------------
+def min_diameter_subset(dist: np.ndarray, size: int, *, tol: float = 0.0) -> tuple[tuple[int, ...], float]:
+    """The ``size``-subset of rows with the smallest diameter, first in lexicographic order on ties.
+
+    Parameters
+    ----------
+    dist : (n, n) array
+        Symmetric (squared) distances, zero diagonal. Any increasing function of the distance
+        gives the same subset.
+    size : int
+        1 <= size <= n.
+    tol : float
+        Diameters closer than ``tol`` count as tied (a later subset must be smaller by more).
+
+    Returns
+    -------
+    subset : tuple of int
+        Sorted row indices.
+    diameter : float
+        ``max(dist[i, j] for i, j in subset)``.
+
+    Notes
+    -----
+    Exact branch and bound (see the module notes). The bound uses the best diameter found so far:
+    two rows at distance >= it cannot both stay, so a greedy matching of such pairs counts drops
+    that any better subset must still make. Cost: at most about C(n, size) nodes of O(n) bit
+    operations each in the worst case; with f = n - size drops the number of nodes that survive
+    the matching bound is typically a small multiple of 2**f, and much less when a few rows are
+    far from the others.
+
+    Examples
+    --------
+    >>> x = np.array([0.0, 1.0, 1.5, 10.0])
+    >>> d = (x[:, None] - x[None, :]) ** 2
+    >>> min_diameter_subset(d, 3)
+    ((0, 1, 2), 2.25)
+    """
+    dist = np.asarray(dist, dtype=np.float64)
+    n = dist.shape[0]
+    if not 1 <= size <= n:
+        raise ValueError(f"size must satisfy 1 <= size <= n = {n}, got {size}")
+    if size == n:
+        return tuple(range(n)), float(dist.max()) if n else 0.0
+    if size == 1:
+        return (0,), 0.0
+    drops = n - size
+
+    def diameter(subset: tuple) -> float:
+        idx = np.asarray(subset)
+        return float(dist[np.ix_(idx, idx)].max())
+
+    best_val, best_set = _greedy_start(dist, size, diameter)
+    # strict: only a strictly smaller value counts (set once the search has a leaf of its own)
+    state = {"val": best_val, "set": best_set, "strict": False, "version": 0, "nodes": 0}
+    rows = [dist[i] for i in range(n)]
+
+    def refresh() -> list[int]:
+        # pairs that no subset recorded from now on may hold
+        bad = dist >= state["val"] - tol if state["strict"] else dist > state["val"] + tol
+        np.fill_diagonal(bad, False)
+        return _masks(bad)
+
+    masks = refresh()
+    everyone = (1 << n) - 1
+
+    def visit(v: int, kept: list[int], diam: float, forbid: int, version: int, dropped: int) -> None:
+        nonlocal masks
+        state["nodes"] += 1
+        if len(kept) == size:
+            if diam < state["val"] - tol or (not state["strict"] and diam <= state["val"] + tol):
+                state["val"], state["set"], state["strict"] = diam, tuple(kept), True
+                state["version"] += 1
+                masks = refresh()
+            return
+        if version != state["version"]:
+            forbid = 0
+            for u in kept:
+                forbid |= masks[u]
+            version = state["version"]
+        undecided = everyone & ~((1 << v) - 1)
+        forced = forbid & undecided
+        budget = drops - dropped - forced.bit_count()
+        if budget < 0:
+            return
+        if budget < _matching_size(undecided & ~forced, masks):
+            return
+        if forced >> v & 1:
+            visit(v + 1, kept, diam, forbid, version, dropped + 1)
+            return
+        if kept:
+            reach = float(rows[v][kept].max())
+            new_diam = max(diam, reach)
+        else:
+            new_diam = 0.0
+        visit(v + 1, [*kept, v], new_diam, forbid | masks[v], version, dropped)
+        if dropped < drops:  # a stale ``forbid`` is recomputed by the child (version check)
+            visit(v + 1, kept, diam, forbid, version, dropped + 1)
+
+    visit(0, [], 0.0, 0, 0, 0)
+    logger.debug("min_diameter_subset n=%d size=%d: %d nodes", n, size, state["nodes"])
+    return state["set"], float(state["val"])
+
+
+# -- smallest top eigenvalue ---------------------------------------------------------------
+def _scatter_top(gram: np.ndarray, subset: list[int]) -> tuple[float, np.ndarray]:
+    """Top eigenvalue and unit eigenvector of the centred Gram matrix of ``subset``."""
+    g = gram[np.ix_(subset, subset)]
+    row = g.mean(axis=1)
+    centred = g - row[:, None] - row[None, :] + row.mean()
+    vals, vecs = np.linalg.eigh(centred)
+    return max(float(vals[-1]), 0.0), vecs[:, -1]
+
+
+def min_top_eigenvalue_subset(gram: np.ndarray, size: int, *, tol: float = 0.0,
+                              rtol: float = 1e-9) -> tuple[tuple[int, ...], float]:
+    """The ``size``-subset whose scatter matrix has the smallest top eigenvalue (lexicographic ties).
+
+    The scatter matrix of a subset S is :math:`M_S = \\sum_{i \\in S} (x_i - \\mu_S)(x_i - \\mu_S)^T`;
+    its non-zero eigenvalues are those of the centred |S| x |S| Gram matrix :math:`H G_S H`
+    (H = I - 11^T/|S|), so nothing in d-space is needed.
+
+    Parameters
+    ----------
+    gram : (n, n) array
+        Gram matrix of the rows (any common centring).
+    size : int
+        1 <= size <= n.
+    tol : float
+        Top eigenvalues (of the scatter matrix) closer than ``tol`` count as tied.
+    rtol : float
+        Relative slack on the derived lower bounds, so that round-off in a bound never prunes a
+        subset that is better by less than round-off.
+
+    Returns
+    -------
+    subset : tuple of int
+    top : float
+        The top eigenvalue of :math:`M_S` (divide by ``size`` for the covariance).
+
+    Notes
+    -----
+    Bounds, all valid because :math:`M_{S \\cup \\{x\\}} = M_S + \\frac{|S|}{|S|+1} a a^T` with
+    :math:`a = x - \\mu_S` (adding a row never shrinks the scatter matrix):
+
+    * the top eigenvalue of the kept rows' scatter matrix;
+    * for an undecided row x, the Rayleigh quotients of :math:`M_K + c\\,a a^T` at the kept rows'
+      top eigenvector and at :math:`a / \\|a\\|` (forces x out when they reach the best value);
+    * two rows at squared distance D give a scatter eigenvalue of D / 2, the pair conflicts
+      counted by the matching bound.
+
+    Cost: one |K| x |K| symmetric eigendecomposition and O(n |K|) work per node; the node count
+    is exponential in f in the worst case.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0], [1.0], [1.5], [10.0]])
+    >>> min_top_eigenvalue_subset(x @ x.T, 3)[0]
+    (0, 1, 2)
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    gram = 0.5 * (gram + gram.T)
+    n = gram.shape[0]
+    if not 1 <= size <= n:
+        raise ValueError(f"size must satisfy 1 <= size <= n = {n}, got {size}")
+    if size == 1:
+        return (0,), 0.0
+    if size == n:
+        return tuple(range(n)), _scatter_top(gram, list(range(n)))[0]
+    drops = n - size
+    diag = np.diagonal(gram).copy()
+    dist = np.maximum(diag[:, None] + diag[None, :] - 2.0 * gram, 0.0)
+    np.fill_diagonal(dist, 0.0)
+    slack = 1.0 + rtol
+
+    best_val, best_set = _greedy_start(dist, size, lambda s: _scatter_top(gram, list(s))[0])
+    state = {"val": best_val, "set": best_set, "strict": False, "version": 0, "nodes": 0}
+
+    def too_big(bound: Any, exact: bool = False) -> Any:
+        # a lower bound that rules out every subset still worth recording
+        limit = state["val"] * (1.0 if exact else slack)
+        return bound >= limit - tol if state["strict"] else bound > limit + tol
+
+    def refresh() -> list[int]:
+        bad = too_big(0.5 * dist)
+        np.fill_diagonal(bad, False)
+        return _masks(bad)
+
+    masks = refresh()
+    everyone = (1 << n) - 1
+
+    def visit(v: int, kept: list[int], dropped: int) -> None:
+        nonlocal masks
+        state["nodes"] += 1
+        if kept:
+            top, vec = _scatter_top(gram, kept)
+            if too_big(top, exact=True):
+                return
+        else:
+            top, vec = 0.0, None
+        if len(kept) == size:
+            state["val"], state["set"], state["strict"] = top, tuple(kept), True
+            state["version"] += 1
+            masks = refresh()
+            return
+        undecided = everyone & ~((1 << v) - 1)
+        forced = 0
+        for u in kept:
+            forced |= masks[u]
+        forced &= undecided
+        if len(kept) >= 2:
+            cand = np.arange(v, n)
+            k = len(kept)
+            gk = gram[np.ix_(cand, kept)]
+            rows_k = gram[np.ix_(kept, kept)]
+            col = rows_k.mean(axis=0)
+            grand = col.mean()
+            proj = gk - gk.mean(axis=1, keepdims=True) - col[None, :] + grand  # <x - mu, x_u - mu>
+            a2 = np.maximum(diag[cand] - 2.0 * gk.mean(axis=1) + grand, 0.0)  # |x - mu|^2
+            c = k / (k + 1.0)
+            along_top = top + c * (proj @ vec) ** 2 / top if top > 0 else np.zeros(len(cand))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                along_a = np.where(a2 > 0, c * a2 + (proj**2).sum(axis=1) / a2, 0.0)
+            out = too_big(np.maximum(along_top, along_a))
+            for j in np.flatnonzero(out).tolist():
+                forced |= 1 << int(cand[j])
+        budget = drops - dropped - forced.bit_count()
+        if budget < 0:
+            return
+        if budget < _matching_size(undecided & ~forced, masks):
+            return
+        if forced >> v & 1:
+            visit(v + 1, kept, dropped + 1)
+            return
+        visit(v + 1, [*kept, v], dropped)
+        if dropped < drops:
+            visit(v + 1, kept, dropped + 1)
+
+    visit(0, [], 0)
+    logger.debug("min_top_eigenvalue_subset n=%d size=%d: %d nodes", n, size, state["nodes"])
+    return state["set"], float(state["val"])
