@@ -89,7 +89,7 @@ def merge_exchange_network(m: int) -> tuple[tuple[int, int], ...]:
 
 
 @cache
-def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False) -> NetworkProgram:
+def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False, sets: bool = False) -> NetworkProgram:
     """The part of a sorting network on ``m`` wires that fixes the wires ``ranks``.
 
     The network is :func:`merge_exchange_network` on the next power of two M >= m (or, when m
@@ -120,18 +120,24 @@ def selection_network(m: int, ranks: tuple[int, ...], *, half: bool = False) -> 
     if m < 2:
         return NetworkProgram((), tuple(w for w in range(m) if w not in ranks))
     size = 1 << (m - 1).bit_length()
-    best = _prune(merge_exchange_network(size), m, size, ranks, half)
+    best = _prune(merge_exchange_network(size), m, size, ranks, half, sets)
     t = 1 << max(0, max((min(k + 1, m - k) for k in ranks), default=1) - 1).bit_length()
     if size == m and 2 * t <= m:  # every rank asked for lies within t of an end
-        tree = _prune(ends_network(m, t), m, size, ranks, half)
+        tree = _prune(ends_network(m, t), m, size, ranks, half, sets)
         if tree.row_operations < best.row_operations:
             best = tree
     return best
 
 
 def _prune(network: tuple[tuple[int, int], ...], m: int, size: int, ranks: tuple[int, ...],
-           half: bool) -> NetworkProgram:
+           half: bool, sets: bool = False) -> NetworkProgram:
     """Keep the comparators of ``network`` (on ``size`` wires, the last size - m at +inf) that reach ``ranks``."""
+    # with ``sets``, each run of consecutive ranks, and the other wires together, need their
+    # values only as a set: a comparator between two wires of one such group that no kept
+    # comparator reads afterwards only permutes the group, and is dropped
+    group = {}
+    for w in range(size):
+        group[w] = -2 if w >= m else (-1 if w not in ranks else (group[w - 1] if w - 1 in ranks else w))
     inf = [w >= m for w in range(size)]
     kinds = []
     for i, j in network:
@@ -143,9 +149,12 @@ def _prune(network: tuple[tuple[int, int], ...], m: int, size: int, ranks: tuple
         else:
             kinds.append("cmp")
     needed = set(ranks)
+    exact: set[int] = set()  # wires read by a kept comparator later on
     ops = []
     for (i, j), kind in zip(reversed(network), reversed(kinds)):
-        if kind is None or not (i in needed or j in needed):
+        if kind is None or not (i in needed or j in needed or sets):
+            continue
+        if sets and kind == "cmp" and i not in exact and j not in exact and group[i] == group[j]:
             continue
         if kind == "cmp" and half:
             if i not in needed:
@@ -154,6 +163,7 @@ def _prune(network: tuple[tuple[int, int], ...], m: int, size: int, ranks: tuple
                 kind = "min"
         ops.append((kind, i, j))
         needed.update((i, j))
+        exact.update((i, j))
     ops.reverse()
     inf = [w >= m for w in range(size)]
     for kind, i, j in ops:
@@ -253,20 +263,21 @@ class RankedRows:
     """
 
     def __init__(self, xp: Any, *, sorted_cols: Any = None, wires: list | None = None,
-                 rest: tuple[int, ...] = (), ranks: tuple[int, ...] = ()) -> None:
+                 rest: tuple[int, ...] = (), ranks: tuple[int, ...] = (), sets: bool = False) -> None:
         self.xp = xp
         #: the sort route: a (b, m) array, each row (a column of the block) sorted
         self.sorted_cols = sorted_cols
         self._wires = wires  # the network route: wire k holds rank k for k in ranks
         self._rest = rest
         self._ranks = ranks
+        self._sets = sets  # the rank wires hold their run of ranks as a set, not in order
 
     def row(self, k: int) -> Any:
         """The vector of rank ``k`` (0 = the smallest of each column)."""
         if self.sorted_cols is not None:
             return self.sorted_cols[:, k]
-        if k not in self._ranks:
-            raise ValueError(f"rank {k} was not asked for (asked: {self._ranks})")
+        if k not in self._ranks or self._sets:
+            raise ValueError(f"rank {k} was not asked for (asked: {self._ranks}, as sets only: {self._sets})")
         return self._wires[k]
 
     def sum_rows(self, start: int, stop: int) -> Any:
@@ -274,7 +285,8 @@ class RankedRows:
         if self.sorted_cols is not None:
             return self.sorted_cols[:, start:stop].sum(axis=1)
         outside = set(range(start)) | set(range(stop, len(self._rest) + len(self._ranks)))
-        if not outside <= set(self._ranks) or self._wires is None:
+        edges = self._sets and (start in self._ranks or stop - 1 in self._ranks)
+        if not outside <= set(self._ranks) or self._wires is None or edges:
             raise ValueError(f"sum_rows({start}, {stop}) needs the ranks {sorted(outside)} asked for")
         terms = [self._wires[w] for w in self._rest]
         terms += [self._wires[k] for k in self._ranks if start <= k < stop]
@@ -288,7 +300,8 @@ def _is_numpy(xp: Any) -> bool:
     return xp is np
 
 
-def order_statistics(block: Any, ranks: Iterable[int], xp: Any, *, half: bool = False) -> RankedRows:
+def order_statistics(block: Any, ranks: Iterable[int], xp: Any, *, half: bool = False,
+                     sets: bool = False) -> RankedRows:
     """Order the values of each column of ``block`` (m, b) far enough to read the ``ranks``.
 
     Parameters
@@ -302,6 +315,10 @@ def order_statistics(block: Any, ranks: Iterable[int], xp: Any, *, half: bool = 
     half : bool
         Only the ranks are needed (no :meth:`RankedRows.sum_rows`): lets the network skip the
         outputs nobody reads.
+    sets : bool
+        Only :meth:`RankedRows.sum_rows` over ranges that start and stop at the edges of runs
+        of asked ranks is needed (no :meth:`RankedRows.row`): lets the network skip the
+        comparators that only order values within such a run.
 
     Returns
     -------
@@ -323,10 +340,10 @@ def order_statistics(block: Any, ranks: Iterable[int], xp: Any, *, half: bool = 
     m = block.shape[0]
     ranks = tuple(sorted({int(k) for k in ranks}))
     if _is_numpy(xp):
-        prog = selection_network(m, ranks, half=half)
+        prog = selection_network(m, ranks, half=half, sets=sets)
         if prog.row_operations <= SORT_ROW_OPERATIONS * m:
             wires = _run_network(block, prog, xp)
-            return RankedRows(xp, wires=wires, rest=() if half else prog.rest, ranks=ranks)
+            return RankedRows(xp, wires=wires, rest=() if half else prog.rest, ranks=ranks, sets=sets)
         # numpy sorts fastest along the contiguous axis: sort the (b, m) transpose per row
         work = np.empty((block.shape[1], m), dtype=block.dtype)
         work[...] = block.T
@@ -404,7 +421,7 @@ def coordinate_trimmed_mean(block: Any, f: int, xp: Any) -> Any:
     m = _check_trim(block, f)
     if f == 0:
         return block.mean(axis=0)
-    ranked = order_statistics(block, (*range(f), *range(m - f, m)), xp)
+    ranked = order_statistics(block, (*range(f), *range(m - f, m)), xp, sets=True)
     out = ranked.sum_rows(f, m - f)
     out /= m - 2 * f
     return out

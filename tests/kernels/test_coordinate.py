@@ -69,6 +69,8 @@ def test_selection_network_on_every_01_input(m):
         for k in ranks:
             np.testing.assert_array_equal(r.row(k), s[k])
         np.testing.assert_array_equal(r.sum_rows(f, m - f), s[f:m - f].sum(axis=0))
+        r = K.order_statistics(x, ranks, np, sets=True)
+        np.testing.assert_array_equal(r.sum_rows(f, m - f), s[f:m - f].sum(axis=0))
     med = K.order_statistics(x, ((m - 1) // 2, m // 2), np, half=True)
     np.testing.assert_array_equal(med.row((m - 1) // 2), s[(m - 1) // 2])
     np.testing.assert_array_equal(med.row(m // 2), s[m // 2])
@@ -166,6 +168,19 @@ def test_ends_programs_on_ties_at_benchmark_sizes(m, rng):
         for k in ranks:
             np.testing.assert_array_equal(r.row(k), s[k])
         np.testing.assert_array_equal(r.sum_rows(f, m - f), s[f:m - f].sum(axis=0))
+        r = K.order_statistics(x, ranks, np, sets=True)
+        np.testing.assert_array_equal(r.sum_rows(f, m - f), s[f:m - f].sum(axis=0))
+
+
+def test_sets_programs_skip_ordering_within_groups():
+    ends = (*range(8), *range(24, 32))
+    assert K.selection_network(32, ends, sets=True).row_operations < K.selection_network(32, ends).row_operations
+    r = K.order_statistics(np.arange(10.0).reshape(5, 2), (0, 1, 4), np, sets=True)
+    np.testing.assert_array_equal(r.sum_rows(2, 4), [10.0, 12.0])
+    with pytest.raises(ValueError, match="as sets only"):
+        r.row(0)
+    with pytest.raises(ValueError, match="asked for"):
+        r.sum_rows(1, 4)
 
 
 def test_ends_network_checks_sizes():
