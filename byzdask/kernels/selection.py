@@ -165,9 +165,8 @@ def mean_weights(size: int, rows: Any) -> np.ndarray:
 # -- bitset helpers ------------------------------------------------------------------------
 def _masks(conflict: np.ndarray) -> list[int]:
     """Rows of a boolean (n, n) matrix as Python int bitsets (bit j set when conflict[i, j])."""
-    n = conflict.shape[0]
-    weights = [1 << j for j in range(n)]
-    return [sum(w for w, c in zip(weights, row) if c) for row in conflict.tolist()]
+    packed = np.packbits(np.asarray(conflict, dtype=bool), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
 def _matching_size(free: int, masks: list[int]) -> int:
@@ -218,7 +217,7 @@ def min_diameter_subset(dist: np.ndarray, size: int, *, tol: float = 0.0) -> tup
     size : int
         1 <= size <= n.
     tol : float
-        Diameters closer than ``tol`` count as tied (a later subset must be smaller by more).
+        Diameters within ``tol`` of the smallest count as tied.
 
     Returns
     -------
@@ -229,12 +228,17 @@ def min_diameter_subset(dist: np.ndarray, size: int, *, tol: float = 0.0) -> tup
 
     Notes
     -----
-    Exact branch and bound (see the module notes). The bound uses the best diameter found so far:
-    two rows at distance >= it cannot both stay, so a greedy matching of such pairs counts drops
-    that any better subset must still make. Cost: at most about C(n, size) nodes of O(n) bit
-    operations each in the worst case; with f = n - size drops the number of nodes that survive
-    the matching bound is typically a small multiple of 2**f, and much less when a few rows are
-    far from the others.
+    Two exact phases, f = n - size:
+
+    1. the smallest diameter t*: dropping f rows so that no pair at distance >= the best value
+       so far remains is a vertex cover of size f, found by branching on the farthest remaining
+       pair (drop one end, or keep it and drop the other): at most 2**f leaves, far fewer with
+       the matching bound (see the module notes);
+    2. the lexicographically first subset of diameter <= t* + tol: depth-first over the rows in
+       index order, keep before drop, stopping at the first leaf, with the same bound.
+
+    Cost: O(2**f n) bit operations in the worst case for phase 1 (f <= 15: a few ms to a few
+    hundred ms), phase 2 usually a few hundred nodes.
 
     Examples
     --------
@@ -257,56 +261,84 @@ def min_diameter_subset(dist: np.ndarray, size: int, *, tol: float = 0.0) -> tup
         idx = np.asarray(subset)
         return float(dist[np.ix_(idx, idx)].max())
 
-    best_val, best_set = _greedy_start(dist, size, diameter)
-    # strict: only a strictly smaller value counts (set once the search has a leaf of its own)
-    state = {"val": best_val, "set": best_set, "strict": False, "version": 0, "nodes": 0}
-    rows = [dist[i] for i in range(n)]
+    upper, _ = _greedy_start(dist, size, diameter)
+    best = _smallest_diameter(dist, drops, upper)
+    subset = _first_within(dist, size, best + tol)
+    return subset, diameter(subset)
 
-    def refresh() -> list[int]:
-        # pairs that no subset recorded from now on may hold
-        bad = dist >= state["val"] - tol if state["strict"] else dist > state["val"] + tol
-        np.fill_diagonal(bad, False)
-        return _masks(bad)
 
-    masks = refresh()
+def _smallest_diameter(dist: np.ndarray, drops: int, upper: float) -> float:
+    """Phase 1 of :func:`min_diameter_subset`: the smallest diameter after ``drops`` drops."""
+    n = dist.shape[0]
+    iu, ju = np.triu_indices(n, 1)
+    far = dist[iu, ju]
+    order = np.argsort(-far, kind="stable")
+    ei, ej, ed = iu[order].tolist(), ju[order].tolist(), far[order].tolist()
+    n_edges = len(ed)
     everyone = (1 << n) - 1
+    state = {"best": upper, "masks": _masks(dist >= upper), "nodes": 0}
 
-    def visit(v: int, kept: list[int], diam: float, forbid: int, version: int, dropped: int) -> None:
-        nonlocal masks
+    def branch(ptr: int, dropped: int, kept: int, budget: int) -> None:
         state["nodes"] += 1
-        if len(kept) == size:
-            if diam < state["val"] - tol or (not state["strict"] and diam <= state["val"] + tol):
-                state["val"], state["set"], state["strict"] = diam, tuple(kept), True
-                state["version"] += 1
-                masks = refresh()
+        while ptr < n_edges and (dropped >> ei[ptr] & 1 or dropped >> ej[ptr] & 1):
+            ptr += 1
+        value = ed[ptr] if ptr < n_edges else 0.0
+        if value < state["best"]:
+            state["best"] = value
+            state["masks"] = _masks(dist >= value)
+        if budget == 0 or ptr == n_edges:
             return
-        if version != state["version"]:
-            forbid = 0
-            for u in kept:
-                forbid |= masks[u]
-            version = state["version"]
+        masks = state["masks"]  # pairs at distance >= best: a better subset breaks them all
+        forced = 0
+        for u in _bits(kept):
+            forced |= masks[u]
+        if forced & kept:
+            return
+        free = everyone & ~dropped & ~kept & ~forced
+        spare = budget - (forced & ~dropped).bit_count()
+        if spare < 0 or spare < _matching_size(free, masks):
+            return
+        i, j = ei[ptr], ej[ptr]
+        if not kept >> i & 1:
+            branch(ptr + 1, dropped | 1 << i, kept, budget - 1)
+        if not kept >> j & 1:
+            branch(ptr + 1, dropped | 1 << j, kept | 1 << i, budget - 1)
+
+    branch(0, 0, 0, drops)
+    logger.debug("min diameter phase 1 (n=%d, f=%d): %d nodes", n, drops, state["nodes"])
+    return float(state["best"])
+
+
+def _first_within(dist: np.ndarray, size: int, limit: float) -> tuple[int, ...]:
+    """Phase 2 of :func:`min_diameter_subset`: the first ``size``-subset of diameter <= limit."""
+    n = dist.shape[0]
+    drops = n - size
+    masks = _masks(dist > limit)
+    everyone = (1 << n) - 1
+    nodes = 0
+
+    def visit(v: int, kept: tuple, forbid: int, dropped: int) -> tuple | None:
+        nonlocal nodes
+        nodes += 1
+        if len(kept) == size:
+            return kept
         undecided = everyone & ~((1 << v) - 1)
         forced = forbid & undecided
-        budget = drops - dropped - forced.bit_count()
-        if budget < 0:
-            return
-        if budget < _matching_size(undecided & ~forced, masks):
-            return
+        spare = drops - dropped - forced.bit_count()
+        if spare < 0 or spare < _matching_size(undecided & ~forced, masks):
+            return None
         if forced >> v & 1:
-            visit(v + 1, kept, diam, forbid, version, dropped + 1)
-            return
-        if kept:
-            reach = float(rows[v][kept].max())
-            new_diam = max(diam, reach)
-        else:
-            new_diam = 0.0
-        visit(v + 1, [*kept, v], new_diam, forbid | masks[v], version, dropped)
-        if dropped < drops:  # a stale ``forbid`` is recomputed by the child (version check)
-            visit(v + 1, kept, diam, forbid, version, dropped + 1)
+            return visit(v + 1, kept, forbid, dropped + 1)
+        found = visit(v + 1, (*kept, v), forbid | masks[v], dropped)
+        if found is None and dropped < drops:
+            found = visit(v + 1, kept, forbid, dropped + 1)
+        return found
 
-    visit(0, [], 0.0, 0, 0, 0)
-    logger.debug("min_diameter_subset n=%d size=%d: %d nodes", n, size, state["nodes"])
-    return state["set"], float(state["val"])
+    found = visit(0, (), 0, 0)
+    logger.debug("min diameter phase 2 (n=%d, size=%d): %d nodes", n, size, nodes)
+    if found is None:  # cannot happen: phase 1 found a subset within the limit
+        raise RuntimeError(f"no {size}-subset of diameter <= {limit!r}; phase 1 and 2 disagree")
+    return found
 
 
 # -- smallest top eigenvalue ---------------------------------------------------------------
