@@ -348,3 +348,67 @@ def test_p2p_per_node_rules_and_errors(split):
         InProcessPeerToPeer(nodes, [], "ring", aggregator=Average())
     with pytest.raises(ConfigurationError, match="test split"):
         p2p.evaluate()
+
+
+# -- node applications (in-process scheduler) ----------------------------------------------------
+def test_honest_application_matches_node(split):
+    from byzdask.engine.node.application import HonestNodeApplication
+
+    a, b = honest(split, 2, momentum=0.9)[0], honest(split, 2, momentum=0.9)[0]
+    app = HonestNodeApplication(a, aggregator=CoordinateWiseTrimmedMean(f=1), pre_aggregators=[NearestNeighborMixing(f=1)])
+    params = b.params() * 0.5
+    assert torch.equal(app.honest_gradient_sync(params), b.gradient_at(params, step=0)[0])
+    b.set_params(params)
+    b.step = 0
+    b.gradient()
+    assert torch.equal(app.honest_gradient_sync(), b.gradient())
+    assert a.step == 2 and torch.equal(a.momentum_buffer, b.momentum_buffer)
+    vecs = [torch.randn(5, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    expected = robust_aggregate(vecs, CoordinateWiseTrimmedMean(f=1), [NearestNeighborMixing(f=1)])
+    assert torch.allclose(app.aggregate_sync(vecs), expected)
+
+
+async def test_applications_async_entry_points(split):
+    from byzdask.engine.node.application import (
+        ByzantineNodeApplication,
+        HonestNodeApplication,
+    )
+
+    node = honest(split, 2)[0]
+    app = HonestNodeApplication(node, aggregator=Average())
+    twin = copy.deepcopy(node)
+    assert torch.equal(await app.honest_gradient(), twin.gradient())
+    assert (await app.aggregate([torch.ones(2), torch.zeros(2)])).tolist() == [0.5, 0.5]
+    byz = ByzantineNodeApplication(ByzantineNode(SignFlipAttack()))
+    assert (await byz.attack(honest_grads=[torch.ones(2)])).tolist() == [-1.0, -1.0]
+    assert byz.attack_sync(base_grad=torch.ones(2)).tolist() == [-1.0, -1.0]
+
+
+def test_application_errors(split):
+    from byzdask.engine.node.application import (
+        ByzantineNodeApplication,
+        HonestNodeApplication,
+        NodeApplication,
+    )
+
+    node = honest(split, 2)[0]
+    app = HonestNodeApplication(node)
+    assert app.pipelines == ("honest_gradient",) and app.name == "honest-0"
+    with pytest.raises(ConfigurationError, match="aggregate"):
+        app.aggregate_sync([torch.ones(2)])
+    with pytest.raises(ConfigurationError, match="already"):
+        app.register_pipeline("honest_gradient", app._pipelines["honest_gradient"][0])
+    with pytest.raises(ConfigurationError, match="HonestNode"):
+        HonestNodeApplication(ByzantineNode(InfAttack()))
+    with pytest.raises(ConfigurationError, match="ByzantineNode"):
+        ByzantineNodeApplication(node)
+    with pytest.raises(ConfigurationError, match="Aggregator"):
+        HonestNodeApplication(node, aggregator="cwtm")
+    with pytest.raises(ConfigurationError, match="PreAggregator"):
+        HonestNodeApplication(node, aggregator=Average(), pre_aggregators=[Average()])
+    with pytest.raises(ConfigurationError, match="name"):
+        NodeApplication(name="")
+    with pytest.raises(ConfigurationError, match="ComputationGraph"):
+        NodeApplication(name="x").register_pipeline("p", "graph")
+    with pytest.raises(InputError, match="honest_grads"):
+        ByzantineNodeApplication(ByzantineNode(InfAttack())).attack_sync()

@@ -1,5 +1,10 @@
 """Training nodes: honest nodes compute gradients on their shard, Byzantine nodes run attacks."""
 
+from byzdask.engine.node.application import (
+    ByzantineNodeApplication,
+    HonestNodeApplication,
+    NodeApplication,
+)
 from byzdask.engine.node.base import (
     Node,
     batch_indices,
@@ -9,4 +14,14 @@ from byzdask.engine.node.base import (
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 
-__all__ = ["ByzantineNode", "HonestNode", "Node", "batch_indices", "evaluate_model", "stochastic_gradient"]
+__all__ = [
+    "ByzantineNode",
+    "ByzantineNodeApplication",
+    "HonestNode",
+    "HonestNodeApplication",
+    "Node",
+    "NodeApplication",
+    "batch_indices",
+    "evaluate_model",
+    "stochastic_gradient",
+]
