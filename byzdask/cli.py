@@ -22,6 +22,28 @@ def version() -> None:
 
 
 @main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def doctor(fmt: str) -> None:
+    """Report which parts of the stack are installed and usable.
+
+    Python, byzdask, numpy, dask, distributed, torch, CUDA (as torch sees it, with the device
+    names), cupy, dask-cuda, distributed-ucxx, dask-jobqueue and numba: installed or not, the
+    version, and whether it imports (and, for the GPU stack, finds a device).
+
+    Examples: byzdask doctor; byzdask doctor --format json
+    """
+    import json
+
+    from byzdask.doctor import format_table, run_doctor
+
+    probes = run_doctor()
+    if fmt == "json":
+        click.echo(json.dumps([p.as_dict() for p in probes], indent=2))
+    else:
+        click.echo(format_table(probes))
+
+
+@main.command()
 @click.option("--n-honest", default=10, show_default=True, help="honest vectors")
 @click.option("--n-byzantine", "-f", default=3, show_default=True, help="Byzantine vectors")
 @click.option("--dim", "-d", default=100_000, show_default=True, help="vector dimension")
@@ -31,7 +53,7 @@ def demo(n_honest: int, n_byzantine: int, dim: int, seed: int) -> None:
 
     Example: byzdask demo --n-honest 10 -f 3 -d 100000
     """
-    from byzdask.demo import run_demo  # noqa: PLC0415
+    from byzdask.demo import run_demo
 
     click.echo(run_demo(n_honest=n_honest, n_byzantine=n_byzantine, dim=dim, seed=seed))
 
@@ -48,9 +70,9 @@ def list_(what: str, n: int, fmt: str) -> None:
 
     Example: byzdask list aggregators --n 13 --format json
     """
-    import json  # noqa: PLC0415
+    import json
 
-    from byzdask.catalog import describe  # noqa: PLC0415
+    from byzdask.catalog import describe
 
     rows = describe(_LIST_KINDS[what], n=n)
     if fmt == "json":
