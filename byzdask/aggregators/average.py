@@ -17,6 +17,12 @@ class Average(Aggregator):
 
     Cost: one pass over the n x d input.
 
+    References
+    ----------
+    .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
+           adversaries: Byzantine tolerant gradient descent", NeurIPS 2017 (Lemma 1: no linear
+           combination of the inputs tolerates one Byzantine input).
+
     Examples
     --------
     >>> import numpy as np

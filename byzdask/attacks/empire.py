@@ -22,13 +22,17 @@ class EmpireAttack(Attack):
 
     Notes
     -----
-    Reference: Xie, Koyejo, Gupta, "Fall of Empires: Breaking Byzantine-tolerant SGD by Inner
-    Product Manipulation", UAI 2019 (the inner product manipulation attack). Definition as in
-    ByzPy 0.1.4 (``EmpireAttack``); ByzFL's ``InnerProductManipulation(tau)`` is s = -tau.
+    Definition as in ByzPy 0.1.4 (``EmpireAttack``); ByzFL's ``InnerProductManipulation(tau)``
+    is s = -tau.
 
     Preconditions: at least one honest vector (``honest_grads``), all of one shape and family.
 
     Cost: one pass over the h x d honest vectors.
+
+    References
+    ----------
+    .. [1] C. Xie, O. Koyejo, I. Gupta, "Fall of empires: breaking Byzantine-tolerant SGD by
+           inner product manipulation", UAI 2019 (the inner product manipulation attack).
 
     Examples
     --------

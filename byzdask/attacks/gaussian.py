@@ -31,15 +31,19 @@ class GaussianAttack(Attack):
 
     Notes
     -----
-    Reference: the Gaussian attack of Xie, Koyejo, Gupta, "Generalized Byzantine-tolerant SGD",
-    2018; definition as in ByzPy 0.1.4 (``GaussianAttack``, a fresh generator per call). The
-    samples are drawn in float64 on the host with numpy and cast to the honest vectors' dtype
-    and device, so one seed gives the same noise for numpy, torch and cupy inputs.
+    Definition as in ByzPy 0.1.4 (``GaussianAttack``, a fresh generator per call). The samples
+    are drawn in float64 on the host with numpy and cast to the honest vectors' dtype and
+    device, so one seed gives the same noise for numpy, torch and cupy inputs.
 
     Preconditions: at least one honest vector (``honest_grads``, which gives the output's shape,
     dtype and family), or ``base_grad`` when called directly.
 
     Cost: d normal samples (O(d)).
+
+    References
+    ----------
+    .. [1] C. Xie, O. Koyejo, I. Gupta, "Generalized Byzantine-tolerant SGD", arXiv:1802.10116,
+           2018 (the Gaussian attack).
 
     Examples
     --------

@@ -20,13 +20,17 @@ class InfAttack(Attack):
 
     Notes
     -----
-    Reference: the non-finite attack of ByzPy 0.1.4 (``InfAttack``), used to test that robust
-    rules reject NaN/Inf inputs.
+    The non-finite attack of ByzPy 0.1.4 (``InfAttack``), used to test that robust rules reject
+    NaN/Inf inputs.
 
     Preconditions: at least one honest vector (``honest_grads``, which gives the output's shape,
     dtype and family), or ``base_grad`` when called directly.
 
     Cost: one write of d values.
+
+    References
+    ----------
+    .. [1] The non-finite attack of ByzPy 0.1.4 (``byzpy.attacks.InfAttack``).
 
     Examples
     --------

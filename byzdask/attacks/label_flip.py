@@ -43,15 +43,22 @@ class LabelFlipAttack(Attack):
 
     Notes
     -----
-    Reference: the label flipping attack (e.g. Allen-Zhu et al., ICLR 2021; Allouah et al.,
-    AISTATS 2023); definition as in ByzPy 0.1.4 (``LabelFlipAttack``). Unlike ByzPy, the
-    gradient is computed with ``torch.autograd.grad``: the model's ``.grad`` fields and its
-    train/eval mode are left as they were.
+    Definition as in ByzPy 0.1.4 (``LabelFlipAttack``). Unlike ByzPy, the gradient is computed
+    with ``torch.autograd.grad``: the model's ``.grad`` fields and its train/eval mode are left
+    as they were.
 
     Preconditions: a ``torch.nn.Module`` ``model`` with at least one trainable parameter, a
     tensor batch ``x`` and integer labels ``y``; with the default flip, labels in [0, K).
 
     Cost: one forward and one backward pass of the model on the batch.
+
+    References
+    ----------
+    .. [1] Z. Allen-Zhu, F. Ebrahimian, J. Li, D. Alistarh, "Byzantine-resilient non-convex
+           stochastic gradient descent", ICLR 2021 (label flipping among its attacks).
+
+    .. [2] Y. Allouah, S. Farhadkhani, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "Fixing by
+           Mixing: A Recipe for Optimal Byzantine ML under Heterogeneity", AISTATS 2023.
 
     Examples
     --------

@@ -58,15 +58,18 @@ class LittleAttack(Attack):
 
     Notes
     -----
-    Reference: Baruch, Baruch, Goldberg, "A Little Is Enough: Circumventing Defenses For
-    Distributed Learning", NeurIPS 2019. Definition as in ByzPy 0.1.4 (``LittleAttack``);
-    ByzFL 0.0.11's ``ALittleIsEnough(tau)`` takes z = tau directly and the sample (h - 1)
-    standard deviation.
+    Definition as in ByzPy 0.1.4 (``LittleAttack``); ByzFL 0.0.11's ``ALittleIsEnough(tau)``
+    takes z = tau directly and the sample (h - 1) standard deviation.
 
     Preconditions: at least one honest vector; (N - s) / N > 0, i.e. N >= 2, and N >= 3 when
     f = 0 (:class:`~byzdask.errors.InputError` otherwise).
 
     Cost: two passes over the h x d honest vectors (mean, then deviations).
+
+    References
+    ----------
+    .. [1] G. Baruch, M. Baruch, Y. Goldberg, "A little is enough: circumventing defenses for
+           distributed learning", NeurIPS 2019.
 
     Examples
     --------

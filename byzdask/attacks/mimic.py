@@ -29,14 +29,18 @@ class MimicAttack(Attack):
 
     Notes
     -----
-    Reference: Karimireddy, He and Jaggi, "Byzantine-Robust Learning on Heterogeneous Datasets
-    via Bucketing", ICLR 2022 (the mimic attack). Definition as in ByzPy 0.1.4 and ByzFL 0.0.11
-    (a fixed epsilon); byzdask returns a copy, never the honest vector itself.
+    Definition as in ByzPy 0.1.4 and ByzFL 0.0.11 (a fixed epsilon); byzdask returns a copy,
+    never the honest vector itself.
 
     Preconditions: epsilon < h, the number of honest vectors
     (:class:`~byzdask.errors.InputError` otherwise).
 
     Cost: one copy of d values.
+
+    References
+    ----------
+    .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Byzantine-robust learning on heterogeneous
+           datasets via bucketing", ICLR 2022 (the mimic attack).
 
     Examples
     --------

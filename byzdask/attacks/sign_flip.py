@@ -26,15 +26,19 @@ class SignFlipAttack(Attack):
 
     Notes
     -----
-    Reference: Allen-Zhu, Ebrahimian, Li, Alistarh, "Byzantine-Resilient Non-Convex Stochastic
-    Gradient Descent", ICLR 2021 (sign flipping). byzdask follows ByzPy 0.1.4: the attack
-    reads ``base_grad``, the gradient the Byzantine node computed honestly on its own data
-    (``uses_base_grad``). Called directly without ``base_grad`` it flips the mean of
-    ``honest_grads`` instead, which is ByzFL 0.0.11's ``SignFlipping`` (ByzPy raises there).
+    byzdask follows ByzPy 0.1.4: the attack reads ``base_grad``, the gradient the Byzantine node
+    computed honestly on its own data (``uses_base_grad``). Called directly without
+    ``base_grad`` it flips the mean of ``honest_grads`` instead, which is ByzFL 0.0.11's
+    ``SignFlipping`` (ByzPy raises there).
 
     Preconditions: ``base_grad``, or at least one honest vector.
 
     Cost: one pass over ``base_grad`` (or over the h x d honest vectors).
+
+    References
+    ----------
+    .. [1] Z. Allen-Zhu, F. Ebrahimian, J. Li, D. Alistarh, "Byzantine-resilient non-convex
+           stochastic gradient descent", ICLR 2021 (sign flipping).
 
     Examples
     --------

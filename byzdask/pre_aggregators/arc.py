@@ -33,11 +33,9 @@ class ARC(PreAggregator):
 
     Notes
     -----
-    Reference: Allouah, Guerraoui, Gupta, Pinot, Rizk, "Boosting Robustness by Clipping
-    Gradients in Distributed Learning" (adaptive robust clipping), 2024; the definition of
-    k and c follows ByzFL 0.0.11. byzdask computes k in exact integer arithmetic; ByzFL
-    evaluates ``int((2 f / n) * (n - f))`` in floating point, which rounds one lower in rare cases
-    (e.g. n = 242, f = 33: ByzFL clips 56 vectors, the formula 57).
+    The definition of k and c follows ByzFL 0.0.11. byzdask computes k in exact integer
+    arithmetic; ByzFL evaluates ``int((2 f / n) * (n - f))`` in floating point, which rounds one
+    lower in rare cases (e.g. n = 242, f = 33: ByzFL clips 56 vectors, the formula 57).
 
     Preconditions: f <= n (:class:`~byzdask.errors.ToleranceError` otherwise).
 
@@ -48,6 +46,11 @@ class ARC(PreAggregator):
 
     Cost: one read of the input for the norms, a selection (partition) among n norms, one read
     and one write for the output; the input is never modified.
+
+    References
+    ----------
+    .. [1] Y. Allouah et al., "Boosting robustness by clipping gradients in distributed
+           learning", 2024 (adaptive robust clipping).
 
     Examples
     --------

@@ -35,8 +35,7 @@ class Bucketing(PreAggregator):
 
     Notes
     -----
-    Reference: Karimireddy, He and Jaggi, "Byzantine-Robust Learning on Heterogeneous Datasets
-    via Bucketing", ICLR 2022. Definition as in ByzFL 0.0.11 (``Bucketing``).
+    Definition as in ByzFL 0.0.11 (``Bucketing``).
 
     Preconditions: none on n. The rule that follows sees ceil(n / s) vectors, of which up to f
     (one per Byzantine input) may be corrupted: give it an f accordingly.
@@ -47,6 +46,11 @@ class Bucketing(PreAggregator):
 
     Cost: one read of the input (gathered in cache-sized column blocks) and one write of the
     ceil(n/s) x d output; the input is never modified.
+
+    References
+    ----------
+    .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Byzantine-robust learning on heterogeneous
+           datasets via bucketing", ICLR 2022.
 
     Examples
     --------

@@ -38,8 +38,8 @@ class PreAggregatorChain(PreAggregator):
 
     Notes
     -----
-    Reference: the pipelines of ByzFL (a list of pre-aggregators before a rule), e.g. NNM then
-    a robust rule (Allouah et al., AISTATS 2023) or ARC then NNM (Allouah et al., 2024).
+    Pipelines of this kind are how ByzFL runs a list of pre-aggregators before a rule, e.g. NNM
+    then a robust rule, or ARC then NNM.
 
     Preconditions: those of each step, on the number of vectors that step receives (Bucketing
     reduces it).
@@ -49,6 +49,15 @@ class PreAggregatorChain(PreAggregator):
 
     Cost: the sum of the steps' costs; no extra copy between steps, the input is never
     modified.
+
+    References
+    ----------
+    .. [1] Y. Allouah, S. Farhadkhani, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "Fixing by
+           Mixing: A Recipe for Optimal Byzantine ML under Heterogeneity", AISTATS 2023 (NNM
+           before a robust rule).
+
+    .. [2] Y. Allouah et al., "Boosting robustness by clipping gradients in distributed
+           learning", 2024 (ARC before NNM).
 
     Examples
     --------
@@ -100,8 +109,7 @@ class RobustAggregator(Aggregator):
 
     Notes
     -----
-    Reference: the pre-aggregation pipelines of ByzFL and of Allouah et al., "Fixing by Mixing",
-    AISTATS 2023 (NNM before a robust rule).
+    This is the pre-aggregation pipeline of ByzFL.
 
     Preconditions: those of each pre-aggregator on n, and those of the rule on the number of
     vectors the pre-aggregators output; :meth:`max_f` is the rule's.
@@ -113,6 +121,12 @@ class RobustAggregator(Aggregator):
 
     Cost: the pre-aggregators' costs plus the rule's; no fan-out (the rule runs on the
     pre-aggregated vectors in one piece).
+
+    References
+    ----------
+    .. [1] Y. Allouah, S. Farhadkhani, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "Fixing by
+           Mixing: A Recipe for Optimal Byzantine ML under Heterogeneity", AISTATS 2023 (NNM
+           before a robust rule).
 
     Examples
     --------

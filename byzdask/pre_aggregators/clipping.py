@@ -30,9 +30,7 @@ class Clipping(PreAggregator):
 
     Notes
     -----
-    Reference: static clipping as used in the ByzFL library (Allouah et al., 2024); see also
-    Karimireddy, He and Jaggi, "Learning from History for Byzantine Robust Optimization",
-    ICML 2021.
+    Static clipping as used in the ByzFL library.
 
     Preconditions: none on n (any n >= 1).
 
@@ -41,6 +39,11 @@ class Clipping(PreAggregator):
 
     Cost: one read of the n x d input for the norms (accumulated in float64), then one read and
     one write for the output; the input is never modified.
+
+    References
+    ----------
+    .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Learning from history for Byzantine robust
+           optimization", ICML 2021.
 
     Examples
     --------

@@ -37,9 +37,7 @@ class NearestNeighborMixing(PreAggregator):
 
     Notes
     -----
-    Reference: Allouah, Farhadkhani, Guerraoui, Gupta, Pinot, Stephan, "Fixing by Mixing: A
-    Recipe for Optimal Byzantine ML under Heterogeneity", AISTATS 2023. Definition as in
-    ByzFL 0.0.11 (``NNM``).
+    Definition as in ByzFL 0.0.11 (``NNM``).
 
     Preconditions: f < n (:class:`~byzdask.errors.ToleranceError` otherwise).
 
@@ -53,6 +51,11 @@ class NearestNeighborMixing(PreAggregator):
     :mod:`byzdask.kernels.gram`), a partition per row of the n x n distances, and one (n x n)
     by (n x d) product for the output; the input is never modified. Fan-out: one Gram partial
     per column block (:meth:`create_subtasks`), summed in :meth:`reduce_subtasks`.
+
+    References
+    ----------
+    .. [1] Y. Allouah, S. Farhadkhani, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "Fixing by
+           Mixing: A Recipe for Optimal Byzantine ML under Heterogeneity", AISTATS 2023.
 
     Examples
     --------

@@ -20,9 +20,6 @@ class MeanOfMedians(Aggregator):
     Ties in distance keep the smaller value (a rule on values, so the result does not depend on
     the order of the inputs).
 
-    Reference: C. Xie, O. Koyejo, I. Gupta, "Generalized Byzantine-tolerant SGD",
-    arXiv:1802.10116, 2018 ("mean around median").
-
     Preconditions: ``n > 2f`` (:meth:`max_f` is ``(n - 1) // 2``; fewer inputs raise
     :class:`~byzdask.errors.ToleranceError`). Input vectors that hold NaN or Inf count as
     Byzantine: up to f of them are dropped, and the rule runs with f reduced by their number.
@@ -36,6 +33,11 @@ class MeanOfMedians(Aggregator):
     ----------
     f : int
         The number of values left out of each coordinate's mean (>= 0).
+
+    References
+    ----------
+    .. [1] C. Xie, O. Koyejo, I. Gupta, "Generalized Byzantine-tolerant SGD", arXiv:1802.10116,
+           2018 ("mean around median").
 
     Examples
     --------

@@ -16,9 +16,6 @@ class CoordinateWiseMedian(Aggregator):
     For even n, the mean of the two middle values (the true median, as ``numpy.median``; some
     libraries take the lower one instead).
 
-    Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed
-    learning: towards optimal statistical rates", ICML 2018.
-
     Preconditions: it has no f parameter; it tolerates up to ``(n - 1) // 2`` Byzantine inputs
     (:meth:`max_f`). Input vectors that hold NaN or Inf count as Byzantine and are dropped, at
     most ``(n - 1) // 2`` of them (more raise :class:`~byzdask.errors.NonFiniteError`).
@@ -26,6 +23,11 @@ class CoordinateWiseMedian(Aggregator):
     Cost: O(n log^2 n) vectorised row operations per cache-sized column block (a pruned
     sorting network, see :mod:`byzdask.kernels.coordinate`), or one transpose and a row-wise sort
     for large n; no Python loop over d.
+
+    References
+    ----------
+    .. [1] D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed learning:
+           towards optimal statistical rates", ICML 2018.
 
     Examples
     --------

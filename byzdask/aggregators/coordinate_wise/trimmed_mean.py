@@ -17,9 +17,6 @@ class CoordinateWiseTrimmedMean(Aggregator):
 
     where :math:`x_{(1)k} \le \dots \le x_{(n)k}` are the values of coordinate k in order.
 
-    Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed
-    learning: towards optimal statistical rates", ICML 2018.
-
     Preconditions: ``n > 2f`` (:meth:`max_f` is ``(n - 1) // 2``; fewer inputs raise
     :class:`~byzdask.errors.ToleranceError`). Input vectors that hold NaN or Inf count as
     Byzantine: up to f of them are dropped, and the rule runs with f reduced by their number.
@@ -33,6 +30,11 @@ class CoordinateWiseTrimmedMean(Aggregator):
     ----------
     f : int
         The number of values dropped at each end of every coordinate (>= 0).
+
+    References
+    ----------
+    .. [1] D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed learning:
+           towards optimal statistical rates", ICML 2018.
 
     Examples
     --------

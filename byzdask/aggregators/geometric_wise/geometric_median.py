@@ -76,11 +76,6 @@ class GeometricMedian(Aggregator):
 
     Notes
     -----
-    Reference: E. Weiszfeld, "Sur le point pour lequel la somme des distances de n points
-    donnés est minimum", Tohoku Math. J. 43, 1937; for Byzantine-robust learning,
-    K. Pillutla, S. M. Kakade, Z. Harchaoui, "Robust aggregation for federated learning",
-    IEEE Trans. Signal Process. 70, 2022.
-
     Preconditions: the geometric median has breakdown point 1/2, so the rule tolerates
     ``f = (n - 1) // 2`` (n > 2f); it takes no f. Up to that many inputs holding NaN or Inf are
     dropped before it runs.
@@ -89,6 +84,14 @@ class GeometricMedian(Aggregator):
     O(n^2) per iteration, one pass for the output. ``init="median"`` adds a coordinate-wise
     median (a selection over the n x d input, several times the Gram's time); ``"mean"`` and
     ``"zero"`` cost nothing more.
+
+    References
+    ----------
+    .. [1] K. Pillutla, S. M. Kakade, Z. Harchaoui, "Robust aggregation for federated learning",
+           IEEE Trans. Signal Process. 70, 2022.
+
+    .. [2] E. Weiszfeld, "Sur le point pour lequel la somme des distances de n points donnés est
+           minimum", Tohoku Math. J. 43, 1937.
 
     Examples
     --------

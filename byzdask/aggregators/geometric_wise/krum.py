@@ -60,8 +60,10 @@ class MultiKrum(Aggregator):
     Cost: one centred Gram matrix (O(n^2 d), one pass over the input), O(n^2) selection, and one
     weighted sum for the output.
 
-    Reference: P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
-    adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
+    References
+    ----------
+    .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
+           adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
 
     Examples
     --------
@@ -124,8 +126,10 @@ class Krum(MultiKrum):
     Preconditions: n >= 2f + 3 (:meth:`max_f` is (n - 3) // 2). Non-finite vectors (at most f)
     are dropped first. Cost: one centred Gram matrix, O(n^2) selection, one row copied out.
 
-    Reference: P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
-    adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
+    References
+    ----------
+    .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
+           adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
 
     Examples
     --------

@@ -45,9 +45,14 @@ class MinimumDiameterAveraging(Aggregator):
     35 ms for n = 64, f = 8 on isotropic Gaussian inputs, the hardest case (all distances
     nearly equal); far outliers make it faster.
 
-    References: P. J. Rousseeuw, "Multivariate estimation with high breakdown point", 1985 (the
-    minimum-diameter idea); E. M. El Mhamdi, R. Guerraoui, S. Rouault, "Distributed momentum for
-    Byzantine-resilient stochastic gradient descent", ICLR 2021 (MDA for Byzantine learning).
+    References
+    ----------
+    .. [1] E. M. El Mhamdi, R. Guerraoui, S. Rouault, "Distributed momentum for
+           Byzantine-resilient stochastic gradient descent", ICLR 2021 (MDA for Byzantine
+           learning).
+
+    .. [2] P. J. Rousseeuw, "Multivariate estimation with high breakdown point", 1985 (the
+           minimum-diameter idea).
 
     Examples
     --------

@@ -51,8 +51,10 @@ class MoNNA(Aggregator):
     Cost: one centred Gram matrix (O(n^2 d), one pass over the input), O(n log n) selection and
     one weighted sum for the output.
 
-    Reference: S. Farhadkhani, R. Guerraoui, N. Gupta, L.-N. Hoang, R. Pinot, J. Stephan,
-    "Robust collaborative learning with linear gradient overhead", ICML 2023.
+    References
+    ----------
+    .. [1] S. Farhadkhani, R. Guerraoui, N. Gupta, L.-N. Hoang, R. Pinot, J. Stephan, "Robust
+           collaborative learning with linear gradient overhead", ICML 2023.
 
     Examples
     --------

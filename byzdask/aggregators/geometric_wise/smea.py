@@ -48,8 +48,10 @@ class SMEA(Aggregator):
     matrix (O(n^2 d), one pass over the input), one weighted sum, and a search whose node count is
     exponential in f in the worst case, each node an O(n^3) symmetric eigenproblem at most.
 
-    Reference: Y. Allouah, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "On the privacy-robustness-
-    utility trilemma in distributed learning", ICML 2023.
+    References
+    ----------
+    .. [1] Y. Allouah, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "On the
+           privacy-robustness-utility trilemma in distributed learning", ICML 2023.
 
     Examples
     --------

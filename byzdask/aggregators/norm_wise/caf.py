@@ -50,8 +50,7 @@ class CAF(Aggregator):
 
     Notes
     -----
-    Reference: Y. Allouah, R. Guerraoui, J. Stephan, "Towards trustworthy federated learning
-    with untrusted participants", ICML 2025 (Algorithm CAF); ByzFL's ``CAF``.
+    The definition follows ByzFL's ``CAF``, with the two differences above.
 
     Preconditions: n > 2f (``max_f(n) = (n - 1) // 2``). Inputs holding NaN or Inf (at most f)
     are dropped first, and f is reduced by their number.
@@ -59,6 +58,11 @@ class CAF(Aggregator):
     Cost: one Gram matrix of the centred inputs (O(n^2 d) flops, one pass over the n x d
     input), at most 2f rounds of O(n^3) (exact) or O(k n^2) (power method), one pass for the
     output.
+
+    References
+    ----------
+    .. [1] Y. Allouah, R. Guerraoui, J. Stephan, "Towards trustworthy federated learning with
+           untrusted participants", ICML 2025 (Algorithm CAF).
 
     Examples
     --------

@@ -71,9 +71,6 @@ class CenteredClipping(Aggregator):
 
     Notes
     -----
-    Reference: S. P. Karimireddy, L. He, M. Jaggi, "Learning from history for Byzantine robust
-    optimization", ICML 2021.
-
     Preconditions: the rule takes no f; with a radius suited to the honest spread it tolerates
     a minority of Byzantine inputs, ``f = (n - 1) // 2`` (n > 2f), which is also how many
     non-finite inputs it drops before running.
@@ -81,6 +78,11 @@ class CenteredClipping(Aggregator):
     Cost: one Gram matrix of the centred inputs (O(n^2 d) flops, one pass over the n x d
     input), O(n^2) per step, one pass for the output; ``init="median"`` adds a coordinate-wise
     median.
+
+    References
+    ----------
+    .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Learning from history for Byzantine robust
+           optimization", ICML 2021.
 
     Examples
     --------

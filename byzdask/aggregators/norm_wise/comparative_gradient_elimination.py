@@ -42,9 +42,11 @@ class ComparativeGradientElimination(Aggregator):
     Cost: one centred Gram matrix (O(n^2 d), one pass over the input), O(n log n) selection,
     and one weighted sum for the output.
 
-    Reference: N. Gupta, S. Liu, N. H. Vaidya, "Byzantine fault-tolerant distributed machine
-    learning with norm-based comparative gradient elimination", DSN Workshops 2021
-    (arXiv:2008.04699).
+    References
+    ----------
+    .. [1] N. Gupta, S. Liu, N. H. Vaidya, "Byzantine fault-tolerant distributed machine
+           learning with norm-based comparative gradient elimination", DSN Workshops 2021
+           (arXiv:2008.04699).
 
     Examples
     --------
