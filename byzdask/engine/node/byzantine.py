@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -12,7 +14,19 @@ from byzdask.data.dataset import Dataset
 from byzdask.engine.node.base import LossFn, Node
 from byzdask.errors import ConfigurationError, InputError
 
-__all__ = ["ByzantineNode"]
+__all__ = ["ByzantineNode", "round_seed"]
+
+
+def round_seed(seed: int, node_id: int, round_index: int) -> int:
+    """The seed a seeded attack uses in one round: a pure function of (seed, node, round).
+
+    Examples
+    --------
+    >>> round_seed(0, 1, 2) == round_seed(0, 1, 2), round_seed(0, 1, 2) == round_seed(0, 1, 3)
+    (True, False)
+    """
+    state = np.random.SeedSequence([int(seed), int(node_id), int(round_index)]).generate_state(2)
+    return int(state[0]) << 32 | int(state[1])
 
 
 class ByzantineNode(Node):
@@ -93,8 +107,25 @@ class ByzantineNode(Node):
         x, y = self._own_batch()
         return self.compute_gradient(x, y)
 
+    def attack_for_round(self, round_index: int | None) -> Attack:
+        """The attack to run in round ``round_index``.
+
+        An attack with an integer ``seed`` attribute (e.g. ``GaussianAttack(seed=7)``) draws the
+        same vector on every call; in training it gets a copy seeded with
+        :func:`round_seed(seed, node_id, round_index) <round_seed>`, so the noise is fresh each
+        round and the run reproducible. Other attacks (and ``round_index=None``) are returned as is.
+        """
+        attack = self.attack
+        seed = getattr(attack, "seed", None)
+        if round_index is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            return attack
+        fresh = copy.copy(attack)
+        fresh.seed = round_seed(seed, self.node_id, round_index)
+        return fresh
+
     def attack_vector(self, *, honest_grads: Any = None, base_grad: Any = None, model: nn.Module | None = None,
-                      x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> Any:
+                      x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                      round_index: int | None = None) -> Any:
         """The vector this node sends this round.
 
         Parameters
@@ -118,7 +149,7 @@ class ByzantineNode(Node):
         InputError
             When the attack needs an input that is neither given nor derivable.
         """
-        attack = self.attack
+        attack = self.attack_for_round(round_index)
         kwargs: dict[str, Any] = {}
         if attack.uses_honest_grads:
             if honest_grads is None or len(honest_grads) == 0:

@@ -240,7 +240,7 @@ class InProcessParameterServer:
         for node in self.byzantine_nodes:
             if node.model is not None:
                 node.set_params(self.params)
-            byzantine_vectors.append(_as_vector(node.attack_vector(honest_grads=honest_vectors)))
+            byzantine_vectors.append(_as_vector(node.attack_vector(honest_grads=honest_vectors, round_index=r)))
         aggregate = robust_aggregate(honest_vectors + byzantine_vectors, self.aggregator, self.pre_aggregators)
         lr = _lr_at(self.lr, r)
         self.params = sgd_update(self.params, aggregate, lr, self.weight_decay)
@@ -385,7 +385,7 @@ class InProcessPeerToPeer:
             base = torch.stack(seen).mean(dim=0) if seen else None
             if node.model is not None and base is not None:
                 node.set_params(base)
-            sent[b] = _as_vector(node.attack_vector(honest_grads=seen, base_grad=base))
+            sent[b] = _as_vector(node.attack_vector(honest_grads=seen, base_grad=base, round_index=r))
         mixing = []
         for i, node in self.honest_by_id.items():
             inputs = [sent[i]] + [sent[j] for j in top.in_neighbours(i)]
