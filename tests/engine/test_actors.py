@@ -153,3 +153,11 @@ async def test_lost_actor_raises_actor_lost_error():
             await asyncio.sleep(0.05)
         with pytest.raises(ActorLostError, match="actor 'victim' \\(Counter\\) on worker .* was lost"):
             await ref.add(1)
+
+
+def test_actors_from_synchronous_code():
+    pool = ActorPool([ActorPoolConfig("thread", count=1)])
+    with pool.sync():
+        ref = pool.call_sync(pool.spawn, Counter, 1, actor_name="sync")
+        assert pool.call_sync(ref.add, 2) == 3
+        assert pool.call_sync(ref.call, "add", 4, call_timeout=5) == 7

@@ -300,8 +300,10 @@ class Channel:
         peers: Mapping[str, Any],
         out_tokens: Mapping[str, bytes],
         in_tokens: Mapping[str, bytes],
+        send_timeout: float | None = None,
     ):
         self.name = name
+        self.send_timeout = send_timeout
         self.owner = owner
         self._peers = dict(peers)
         self._out_tokens = dict(out_tokens)
@@ -347,6 +349,9 @@ class Channel:
             The receiver refused it (e.g. a second message in the same round).
         ActorLostError
             The receiver's worker was lost.
+        MessageTimeoutError
+            The receiver did not acknowledge within the channel's send timeout (its worker is
+            unreachable or its event loop is blocked).
         """
         if to not in self._peers:
             raise ConfigurationError(
@@ -356,7 +361,8 @@ class Channel:
         _check_stamp(round, tag)
         seq = self._next_seq[to]
         self._next_seq[to] = seq + 1
-        await _deliver(self._peers[to], to, self.name, self.owner, self._out_tokens[to], seq, round, tag, payload)
+        await _deliver(self._peers[to], to, self.name, self.owner, self._out_tokens[to], seq, round, tag,
+                       payload, self.send_timeout)
 
     async def broadcast(self, payload: Any, *, round: int | None = None, tag: str | None = None) -> None:
         """Send ``payload`` to every out-neighbour, concurrently."""
@@ -420,14 +426,22 @@ def _check_stamp(round: Any, tag: Any) -> None:
 
 
 async def _deliver(handle: Any, to: str, channel: str, sender: str, token: bytes, seq: int,
-                   round: int | None, tag: str | None, payload: Any) -> None:
+                   round: int | None, tag: str | None, payload: Any, send_timeout: float | None) -> None:
+    from byzdask.engine.actor.ref import guarded
+
     local = _local_actor(handle)
     if local is not None:
         # Same worker: hand the payload over by reference, no serialization, no comm.
         local.channel(channel).accept(sender, token, seq, round, tag, payload)
         return
     try:
-        await handle.channel_deliver(channel, sender, token, seq, round, tag, payload)
+        call = handle.channel_deliver(channel, sender, token, seq, round, tag, payload)
+        outcome = await asyncio.wait_for(guarded(call), send_timeout)
+    except TimeoutError as exc:
+        raise MessageTimeoutError(
+            f"channel {channel!r}: {to!r} did not acknowledge {sender!r}'s message of round {round} "
+            f"within {send_timeout} s; its worker is unreachable, lost or blocked"
+        ) from exc
     except RuntimeError as exc:
         if "Worker holding Actor was lost" in str(exc):
             raise ActorLostError(
@@ -444,6 +458,7 @@ async def _deliver(handle: Any, to: str, channel: str, sender: str, token: bytes
                 f"deliver round {round}"
             ) from exc
         raise
+    outcome.unwrap()
 
 
 def _local_actor(handle: Any) -> Any:
@@ -498,12 +513,13 @@ class ChannelHost:
             ) from None
 
     async def channel_open(self, name: str, owner: str, peers: Mapping[str, Any],
-                           out_tokens: Mapping[str, bytes], in_tokens: Mapping[str, bytes]) -> None:
+                           out_tokens: Mapping[str, bytes], in_tokens: Mapping[str, bytes],
+                           send_timeout: float | None = None) -> None:
         """Create this actor's endpoint (called by :func:`open_channel`)."""
         channels = self.__dict__.setdefault("_byzdask_channels", {})
         if name in channels:
             raise ConfigurationError(f"channel {name!r} is already open on {owner!r}")
-        channels[name] = Channel(name, owner, peers, out_tokens, in_tokens)
+        channels[name] = Channel(name, owner, peers, out_tokens, in_tokens, send_timeout)
 
     async def channel_deliver(self, name: str, sender: str, token: bytes, seq: int,
                               round: int | None, tag: str | None, payload: Any) -> bool:
@@ -598,7 +614,7 @@ def edges_of(members: Iterable[str], topology: Any = None) -> list[tuple[str, st
 
 
 async def open_channel(name: str, members: Mapping[str, Any], topology: Any = None, *,
-                       timeout: Any = None) -> ChannelInfo:
+                       timeout: Any = None, send_timeout: Any = None) -> ChannelInfo:
     """Open channel ``name`` on every member actor, wired along ``topology``.
 
     Parameters
@@ -611,6 +627,9 @@ async def open_channel(name: str, members: Mapping[str, Any], topology: Any = No
         See :func:`edges_of`; default: every member may send to every other.
     timeout : float or str, optional
         Default ``byzdask.channel.open-timeout``.
+    send_timeout : float or str, optional
+        How long a send waits for the receiver's acknowledgement; default
+        ``byzdask.channel.send-timeout`` (read here, on the driver, and shipped to the members).
 
     Returns
     -------
@@ -640,6 +659,7 @@ async def open_channel(name: str, members: Mapping[str, Any], topology: Any = No
         ins[v].append(u)
         tokens[(u, v)] = secrets.token_bytes(16)
     limit = config.get_timeout("channel.open-timeout", timeout)
+    send_limit = config.get_timeout("channel.send-timeout", send_timeout)
     calls = [
         members[node].channel_open(
             name,
@@ -647,6 +667,7 @@ async def open_channel(name: str, members: Mapping[str, Any], topology: Any = No
             {v: members[v].handle for v in outs[node]},
             {v: tokens[(node, v)] for v in outs[node]},
             {u: tokens[(u, node)] for u in ins[node]},
+            send_limit,
             call_timeout=limit,
         )
         for node in members

@@ -626,9 +626,9 @@ class ActorPool:
         return ActorRef(outcome.unwrap(), name, address, future)
 
     async def open_channel(self, name: str, members: Mapping[str, ActorRef], topology: Any = None,
-                           *, timeout: Any = None) -> ChannelInfo:
+                           *, timeout: Any = None, send_timeout: Any = None) -> ChannelInfo:
         """Open a channel between actors; see :func:`byzdask.engine.actor.channels.open_channel`."""
-        return await open_channel(name, members, topology, timeout=timeout)
+        return await open_channel(name, members, topology, timeout=timeout, send_timeout=send_timeout)
 
     # -- synchronous use -----------------------------------------------------------------------
 
