@@ -398,3 +398,39 @@ async def test_every_rule_on_a_thread_pool(rng):
 async def test_every_rule_on_a_process_pool(rng):
     async with ActorPool([ActorPoolConfig("process", count=2)]) as pool:
         assert await check_rules_on(pool, rng) == len(RULES)
+
+
+async def test_fan_out_of_inputs_living_on_workers(rng):
+    """Futures (or upstream outputs) large enough fan out where they lie; nothing comes to the client."""
+    x = rng.standard_normal((30, 4))
+    graph = make_single_operator_graph(node_name="s", operator=BlockSum(), input_keys=("x",))
+    chain = ComputationGraph([
+        GraphNode("make", CallableOp(np.asarray, input_mapping={"a": "x"}), {"x": graph_input("x")}),
+        GraphNode("s", BlockSum(), {"x": "make"}),
+    ])
+    async with Cluster(ONE_THREAD_EACH) as c:
+        (future,) = await c.client.scatter([x], hash=False)
+        gathered = []
+        real_gather = c.client.gather
+
+        def spy_gather(futs, *a, **k):
+            gathered.extend(f.key for f in futs)
+            return real_gather(futs, *a, **k)
+
+        c.client.gather = spy_gather
+        CALLS.clear()
+        total, workers = (await NodeScheduler(graph, pool=c.pool, fanout_min_bytes=0).run({"x": future}))["s"]
+        chained, _ = (await NodeScheduler(chain, pool=c.pool, fanout_min_bytes=0).run({"x": x}))["s"]
+        small = (await NodeScheduler(graph, pool=c.pool, fanout_min_bytes=10**9).run({"x": future}))["s"]
+    assert total == pytest.approx(x.sum()) and chained == pytest.approx(x.sum()) and small == pytest.approx(x.sum())
+    assert set(workers) == {"w-0", "w-1"}  # the pieces were spread
+    assert CALLS == ["reduce:s", "reduce:s"]  # the reduce ran for both fanned-out runs, not for the small one
+    assert all(k.startswith("s-") for k in gathered)  # only results came back
+
+
+async def test_fan_out_on_workers_checks_capabilities():
+    async with Cluster(DEFAULT) as c:
+        (future,) = await c.client.scatter([np.ones((6, 2))], hash=False)
+        graph = make_single_operator_graph(node_name="s", operator=BlockSum(affinity="gpu"), input_keys=("x",))
+        with pytest.raises(CapabilityError, match="'gpu'"):
+            await NodeScheduler(graph, pool=c.pool, fanout_min_bytes=0).run({"x": future})

@@ -48,7 +48,11 @@ __all__ = [
     "reduce_node",
     "resolve_placement",
     "run_node",
+    "run_piece",
     "scatter_min_bytes",
+    "split_on_worker",
+    "subtask_meta",
+    "subtask_piece",
     "to_task_arg",
 ]
 
@@ -154,11 +158,14 @@ class Placement:
         Worker addresses the task is restricted to.
     retries : int
         Reruns after a worker failure.
+    loose : bool
+        ``workers`` is a preference, not a restriction (Dask's ``allow_other_workers``).
     """
 
     resources: Mapping[str, float] | None = None
     workers: tuple[str, ...] | None = None
     retries: int = 0
+    loose: bool = False
 
     def annotations(self) -> dict[str, Any]:
         """The Dask task annotations for this placement (empty when unrestricted)."""
@@ -167,6 +174,8 @@ class Placement:
             out["resources"] = dict(self.resources)
         if self.workers:
             out["workers"] = list(self.workers)
+            if self.loose:
+                out["allow_other_workers"] = True
         if self.retries:
             out["retries"] = self.retries
         return out
@@ -209,7 +218,7 @@ def resolve_placement(pool: Any, affinity: str | None, max_retries: int = 0, *, 
 
 def placement_workers(pool: Any, placement: Placement) -> list[str] | None:
     """The worker addresses a placement allows (None: any worker)."""
-    if placement.workers:
+    if placement.workers and not placement.loose:
         return list(placement.workers)
     if placement.resources:
         (tag,) = placement.resources
@@ -228,6 +237,33 @@ def run_node(op: Operator, context: OpContext, /, **inputs: Any) -> Any:
 def reduce_node(op: Operator, context: OpContext, partials: list, /, **inputs: Any) -> Any:
     """Task body of a fanned-out node's reduce: ``op.reduce_subtasks(partials, inputs, ...)``."""
     return op.reduce_subtasks(list(partials), inputs, context=context)
+
+
+def split_on_worker(op: Operator, context: OpContext, /, **inputs: Any) -> list[tuple]:
+    """Task body that creates a node's subtasks next to its inputs (when they live on a worker).
+
+    Returns one ``(fn, args, kwargs, name, affinity, max_retries)`` tuple per subtask: plain
+    containers, so the arrays in them travel zero-copy.
+    """
+    return [(st.fn, tuple(st.args), dict(st.kwargs), st.name, st.affinity, st.max_retries)
+            for st in op.create_subtasks(inputs, context=context)]
+
+
+def subtask_meta(pieces: list[tuple]) -> list[tuple]:
+    """Name, affinity and retries of each piece of :func:`split_on_worker` (small, for the client)."""
+    return [(name, affinity, retries) for _, _, _, name, affinity, retries in pieces]
+
+
+def subtask_piece(pieces: list[tuple], index: int) -> tuple:
+    """The ``(fn, args, kwargs)`` of one piece: a key of its own, so each piece moves alone."""
+    fn, args, kwargs = pieces[index][:3]
+    return fn, args, kwargs
+
+
+def run_piece(piece: tuple) -> Any:
+    """Task body of a subtask made on a worker."""
+    fn, args, kwargs = piece
+    return fn(*args, **kwargs)
 
 
 # -- planning -----------------------------------------------------------------------------

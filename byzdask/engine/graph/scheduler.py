@@ -28,12 +28,13 @@ import dask
 import dask.local
 import dask.threaded
 from dask.highlevelgraph import HighLevelGraph
-from dask.task_spec import Task
+from dask.task_spec import List, Task, TaskRef
 
 from byzdask.engine.graph.graph import ComputationGraph, GraphInput, MessageSource
 from byzdask.engine.graph.lowering import (
     LoweredGraph,
     NodePlan,
+    Placement,
     _message_key,
     contains_future,
     fanout_min_bytes,
@@ -42,8 +43,13 @@ from byzdask.engine.graph.lowering import (
     placement_workers,
     plan_nodes,
     reduce_node,
+    resolve_placement,
     run_node,
+    run_piece,
     scatter_min_bytes,
+    split_on_worker,
+    subtask_meta,
+    subtask_piece,
     task_key,
     to_task_arg,
 )
@@ -263,14 +269,13 @@ class _PoolRun:
         if plan.fanned_out:
             return await self._run_fanned_out(plan)
         kwargs = self._node_kwargs(plan, upstream)
+        if (plan.node.op.supports_subtasks and contains_future(kwargs)
+                and await self._input_bytes(kwargs) >= self.scheduler.fanout_min_bytes):
+            return await self._run_fanned_out_on_workers(plan, kwargs)
         for key, value in kwargs.items():
             if not contains_future(value) and nbytes_of(value) >= self.scatter_min:
                 kwargs[key] = await self._scatter(value, placement_workers(self.pool, plan.placement))
-        key = task_key(name, self.token)
-        task = _task(key, run_node, plan.node.op, plan.context, **kwargs)
-        (future,) = self.client.get({key: task}, [key], sync=False, **plan.placement.client_kwargs())
-        self.keep.append(future)
-        return future
+        return await self._single_task(plan, kwargs)
 
     async def _run_fanned_out(self, plan: NodePlan) -> Any:
         name = plan.node.name
@@ -298,6 +303,71 @@ class _PoolRun:
         local_inputs = {k: self.values[s.name] if isinstance(s, GraphInput) else self.values[_message_key(s)]
                         for k, s in plan.node.inputs.items()}
         return await asyncio.to_thread(reduce_node, plan.node.op, plan.context, partials, **local_inputs)
+
+
+    async def _input_bytes(self, kwargs: Mapping[str, Any]) -> int:
+        """Bytes of a node's inputs, counting the futures among them once they are computed."""
+        from distributed import wait
+
+        futures = _futures_in(kwargs)
+        await wait(futures)
+        sizes = await self.client.scheduler.nbytes(keys=list({f.key for f in futures}), summary=False)
+        return sum(max(0, int(v)) for v in sizes.values()) + nbytes_of(kwargs)
+
+    async def _run_fanned_out_on_workers(self, plan: NodePlan, kwargs: dict[str, Any]) -> Any:
+        """Fan out a node whose inputs live on workers: split there, spread the pieces, reduce there.
+
+        The inputs never come to the client: a task next to them creates the subtasks; each
+        piece gets its own key and moves at most once, to the worker that runs it (spread
+        round-robin as a preference, or as its affinity requires); the reduce runs next to the
+        inputs and its result stays on the cluster.
+        """
+        name, op, ctx = plan.node.name, plan.node.op, plan.context
+        split_key = task_key(f"{name}-split", self.token)
+        (split,) = self.client.get({split_key: _task(split_key, split_on_worker, op, ctx, **kwargs)}, [split_key],
+                                   sync=False, **plan.placement.client_kwargs())
+        self.keep.append(split)
+        meta = await self.client.submit(subtask_meta, split, key=task_key(f"{name}-meta", self.token), pure=False)
+        if not meta:
+            return await self._single_task(plan, kwargs)
+        addresses = list(getattr(self.pool, "workers", {}).values())
+        tasks, placements, sub_keys = {}, {}, []
+        for i, (sub_name, affinity, retries) in enumerate(meta):
+            placement = resolve_placement(self.pool, affinity, retries,
+                                          what=f"subtask {sub_name or i!r} of node {name!r}")
+            if affinity is None and addresses:
+                placement = Placement(workers=(addresses[i % len(addresses)],), retries=placement.retries, loose=True)
+            piece_key = task_key(f"{name}-piece-{i}", self.token)
+            sub_key = task_key(f"{name}-{sub_name or 'subtask'}-{i}", self.token)
+            tasks[piece_key] = Task(piece_key, subtask_piece, split, i)
+            tasks[sub_key] = Task(sub_key, run_piece, TaskRef(piece_key))
+            placements[sub_key] = placement.annotations()
+            sub_keys.append(sub_key)
+        reduce_key = task_key(name, self.token)
+        tasks[reduce_key] = _task(reduce_key, reduce_node, op, ctx, List(*(TaskRef(k) for k in sub_keys)), **kwargs)
+        placements[reduce_key] = plan.placement.annotations()
+        lowered = LoweredGraph(tasks=tasks, annotations=placements, outputs={name: reduce_key},
+                               node_keys={name: [*sub_keys, reduce_key]})
+        (future,) = self.client.get(lowered.to_high_level_graph(), [reduce_key], sync=False)
+        self.keep.append(future)
+        return future
+
+    async def _single_task(self, plan: NodePlan, kwargs: dict[str, Any]) -> Any:
+        key = task_key(plan.node.name, self.token)
+        task = _task(key, run_node, plan.node.op, plan.context, **kwargs)
+        (future,) = self.client.get({key: task}, [key], sync=False, **plan.placement.client_kwargs())
+        self.keep.append(future)
+        return future
+
+
+def _futures_in(value: Any) -> list[Any]:
+    if isinstance(value, TaskRef):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [f for v in value for f in _futures_in(v)]
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _futures_in(v)]
+    return []
 
 
 def _task(key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
