@@ -46,7 +46,7 @@ from byzdask.errors import ConfigurationError, InputError, NonFiniteError
 from byzdask.kernels.arrays import Batch, as_batch, finite_rows, get_cupy, restore_like
 from byzdask.kernels.gram import combine, gram_matrix
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "aggregate_blocks", "aggregate_blocks_async"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "aggregate_blocks", "aggregate_blocks_async", "run_graph_blockwise"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,46 @@ async def aggregate_blocks_async(rule: Aggregator, data: Any, *, client: Any, co
                          "with a synchronous one, call aggregate_blocks(...)")
     steps = _steps(rule, data, compute=compute, block_columns=block_columns, allow_gather=allow_gather)
     return await _drive_async(steps, client, timeout)
+
+
+async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *, min_bytes: int,
+                              timeout: float | None = 600.0) -> dict[str, Any] | None:
+    """Run a one-node aggregation graph with :func:`aggregate_blocks_async` when its input is on the cluster.
+
+    The hook of :class:`~byzdask.engine.graph.scheduler.NodeScheduler` on a pool: a graph of one
+    columnwise or gram :class:`~byzdask.aggregators.base.Aggregator` node whose input is a Dask
+    array, or a list of futures holding at least ``min_bytes`` bytes, is aggregated block by
+    block where the data lies; anything else returns None (the scheduler runs it as usual).
+    The node's affinity is not applied: the blocks' tasks run where the blocks are.
+
+    Returns
+    -------
+    dict or None
+        ``{node name: result}``, or None when the graph is not such a graph.
+    """
+    import dask.array as da
+    from distributed import Future, wait
+
+    if len(graph) != 1:
+        return None
+    (node,) = graph.nodes_in_order()
+    op = node.op
+    if not isinstance(op, Aggregator) or op.kind not in ("columnwise", "gram") or len(node.inputs) != 1:
+        return None
+    (source,) = node.inputs.values()
+    value = values.get(getattr(source, "name", None))
+    if isinstance(value, da.Array):
+        data = value
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
+        await wait(list(value), timeout=timeout)
+        sizes = await client.nbytes(keys=[v.key for v in value], summary=False)
+        if sum(sizes.values()) < min_bytes:
+            return None
+        data = value
+    else:
+        return None
+    logger.debug("node %r runs block by block on the cluster", node.name)
+    return {node.name: await aggregate_blocks_async(op, data, client=client, timeout=timeout)}
 
 
 # -- drivers: the same steps, run with a synchronous or an asynchronous client --------------------
