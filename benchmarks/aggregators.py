@@ -218,6 +218,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rules", default=None,
                    help="comma-separated names (default: all): " + ",".join(r for r, _ in RULES))
     p.add_argument("--repeat", type=int, default=5, help="timed calls per measurement; the min is kept")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every cell this many times, spread over the run, and keep the min")
     p.add_argument("--no-peers", action="store_true", help="do not time ByzPy and ByzFL")
     p.add_argument("--timeout-per-call", type=float, default=60.0,
                    help="seconds after which a call is abandoned and reported as skipped")
@@ -258,52 +260,73 @@ def run_size(n: int, d: int, args: argparse.Namespace, peers: dict[str, bool]) -
     x = rng.standard_normal((n, d), dtype=np.float32)
     vectors = list(torch.from_numpy(x))  # what the peers receive: n 1-D tensors (views of x)
     buf = np.empty_like(x)
-    floors = {}
-    for key, fn in (("pass", lambda: x.sum(axis=0)), ("rw", lambda: np.copyto(buf, x)), ("gram", lambda: x @ x.T)):
-        floors[key] = measure(fn, args, repeat=max(args.repeat, 5)).best_ms
-    rows = []
-    for rule in args.rule_list:
-        fclass = dict(RULES)[rule]
-        parts, target = FLOORS[fclass]
-        f = choose_f(rule, n)
-        row = Row(rule, n, d, f, fclass, floor_ms=sum(floors[p] for p in parts), target=target)
-        try:
-            make = byzdask_factory(rule, n, f, d)
-        except ImportError:
-            row.notes["byzdask"] = "not available"
-            make = None
-        if make is not None:
-            t = measure(lambda mk=make: mk()(x), args)
-            row.byzdask_ms = t.best_ms
-            if not t.ok:
-                row.notes["byzdask"] = t.describe()
-            if not args.no_list:
-                t = measure(lambda mk=make: mk()(vectors), args)
-                row.byzdask_list_ms = t.best_ms
-                if not t.ok:
-                    row.notes["byzdask_list"] = t.describe()
-        for peer, factory in (("byzpy", byzpy_factory), ("byzfl", byzfl_factory)):
-            if not peers.get(peer):
-                continue
-            pmake = factory(rule, n, f, d)
-            if isinstance(pmake, str):
-                row.notes[peer] = pmake
-                continue
-            if rule in EXHAUSTIVE and f is not None and math.comb(n, f) > args.max_subsets:
-                row.notes[peer] = f"skipped (C({n},{f}) = {math.comb(n, f):.2g} subsets)"
-                continue
-            t = measure(lambda pm=pmake: pm()(vectors), args)
-            setattr(row, f"{peer}_ms", t.best_ms)
-            if not t.ok:
-                row.notes[peer] = t.describe()
+    floor_fns = {"pass": lambda: x.sum(axis=0), "rw": lambda: np.copyto(buf, x), "gram": lambda: x @ x.T}
+    floors = dict.fromkeys(floor_fns, math.nan)
+    rows: dict[str, Row] = {}
+    # every (rule, implementation) is measured once per round and the minimum over rounds kept:
+    # rounds spread the samples of one cell over time, which a machine shared with others needs
+    for rnd in range(args.rounds):
+        for key, fn in floor_fns.items():
+            floors[key] = _min(floors[key], measure(fn, args, repeat=max(args.repeat, 5)).best_ms)
+        for rule in args.rule_list:
+            f = choose_f(rule, n)
+            row = rows.setdefault(rule, Row(rule, n, d, f, dict(RULES)[rule]))
+            for impl, call in _implementations(rule, n, f, d, x, vectors, args, peers, row).items():
+                if rnd and row.notes.get(impl, "").startswith(("skipped", "not available", "n/a", "error")):
+                    continue  # no second try for what could not run
+                timing = measure(call, args)
+                if timing.ok:
+                    setattr(row, f"{impl}_ms", _min(getattr(row, f"{impl}_ms"), timing.best_ms))
+                    row.notes.pop(impl, None)
+                elif not math.isfinite(getattr(row, f"{impl}_ms")):
+                    row.notes[impl] = timing.describe()
+            print(f"  round {rnd + 1}/{args.rounds}: measured {rule} (n={n}, d={d})", file=sys.stderr, flush=True)
+    for row in rows.values():
+        parts, row.target = FLOORS[row.floor_class]
+        row.floor_ms = sum(floors[p] for p in parts)
         row.ratio = row.byzdask_ms / row.floor_ms
         peer_times = [v for v in (row.byzpy_ms, row.byzfl_ms) if math.isfinite(v)]
         same_input = row.byzdask_ms if args.no_list else row.byzdask_list_ms
         if peer_times and math.isfinite(same_input):
             row.speedup = min(peer_times) / same_input
-        rows.append(row)
-        print(f"  measured {rule} (n={n}, d={d})", file=sys.stderr, flush=True)
-    return rows, floors
+    return list(rows.values()), floors
+
+
+def _min(a: float, b: float) -> float:
+    """The smaller of two times, ignoring nan."""
+    if not math.isfinite(a):
+        return b
+    if not math.isfinite(b):
+        return a
+    return min(a, b)
+
+
+def _implementations(rule: str, n: int, f: int | None, d: int, x: Any, vectors: list[Any],
+                     args: argparse.Namespace, peers: dict[str, bool], row: Row) -> dict[str, Callable[[], Any]]:
+    """The calls to time for ``rule``: byzdask on both inputs, then the peers on the list.
+
+    An implementation that cannot run gets a note in ``row.notes`` instead of a call.
+    """
+    calls: dict[str, Callable[[], Any]] = {}
+    try:
+        make = byzdask_factory(rule, n, f, d)
+    except ImportError:
+        row.notes["byzdask"] = "not available"
+    else:
+        calls["byzdask"] = lambda: make()(x)
+        if not args.no_list:
+            calls["byzdask_list"] = lambda: make()(vectors)
+    for peer, factory in (("byzpy", byzpy_factory), ("byzfl", byzfl_factory)):
+        if not peers.get(peer):
+            continue
+        pmake = factory(rule, n, f, d)
+        if isinstance(pmake, str):
+            row.notes[peer] = pmake
+        elif rule in EXHAUSTIVE and f is not None and math.comb(n, f) > args.max_subsets:
+            row.notes[peer] = f"skipped (C({n},{f}) = {math.comb(n, f):.2g} subsets)"
+        else:
+            calls[peer] = lambda pm=pmake: pm()(vectors)
+    return calls
 
 
 def _cell(ms: float, note: str | None) -> str:
@@ -369,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         print("peers: " + ", ".join(f"{k} {'imported' if v else 'not installed'}" for k, v in peers.items()))
     print("input: byzdask ms on the stacked (n, d) numpy array (as the floors); byzdask list ms and the "
           "peers on a list of n 1-D torch tensors (views of it); speed-up = faster peer / byzdask list "
-          f"(byzdask ms with --no-list); min of up to {args.repeat} timed calls after one warm-up, "
+          f"(byzdask ms with --no-list); min of up to {args.repeat} timed calls after one warm-up, in each of "
+          f"{args.rounds} round(s), "
           "each in a forked child\n")
     all_rows: list[Row] = []
     results = []

@@ -3,7 +3,8 @@
 Honest nodes send a common mean plus Gaussian noise; each Byzantine node sends what an attack
 makes of them. Every registered aggregator combines the honest and Byzantine vectors, and the
 table reports how far each result lands from the mean of the honest vectors, and how long the
-rule took.
+rule took. The first scenario, ``none``, is the baseline in which the Byzantine nodes send honest
+vectors too.
 
 The label-flipping attack computes the gradient of a torch model on flipped labels, so it runs
 on its own scenario: honest nodes send the gradient of a small linear classifier on their batch
@@ -59,7 +60,7 @@ class Scenario:
     """The vectors of one attack: the honest ones, the Byzantine ones, and a reference scale."""
 
     attack: str
-    honest: np.ndarray | None  # (n_honest, d)
+    honest: np.ndarray  # (n_honest, d)
     byzantine: np.ndarray | None  # (n_byzantine, d)
     note: str = ""
     model_based: bool = False
