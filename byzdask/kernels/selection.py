@@ -10,17 +10,14 @@ Two exact subset searches live here:
 * :func:`min_top_eigenvalue_subset` -- the k-subset whose scatter matrix has the smallest top
   eigenvalue (SMEA).
 
-Both are depth-first branch-and-bound searches over the rows in index order, trying "keep" before
-"drop", so leaves come in the lexicographic order of :func:`itertools.combinations`; a leaf is
-recorded only when it beats the best value strictly, hence ties go to the lexicographically first
-subset. A node is pruned when its kept rows force more than f = n - k drops:
-
-* a row that cannot join the kept rows without reaching the best value is forced out;
-* among the other undecided rows, each edge of a greedy maximal matching in the "conflict" graph
-  (pairs that cannot both stay) costs one more drop.
-
-The worst case stays exponential (choosing a minimum-diameter k-subset is as hard as finding a
-k-clique), but on the inputs these rules meet the bound removes almost every branch.
+Both return the subset first in the lexicographic order of :func:`itertools.combinations` among
+those whose value is within a tolerance of the best: their depth-first searches meet leaves in
+that order and record a leaf only when it is better by more than the tolerance. Both prune with a
+"conflict" graph (pairs of rows that cannot both stay in a subset better than the best so far):
+the rows that must stay force their conflicting rows out, and among the other undecided rows
+each edge of a greedy maximal matching costs one more drop; a node whose forced drops exceed
+f = n - k is cut. The worst case stays exponential (choosing a minimum-diameter k-subset is as
+hard as finding a k-clique); see each function for its other bounds and its cost.
 """
 
 from __future__ import annotations
@@ -624,7 +621,7 @@ def min_top_eigenvalue_subset(gram: np.ndarray, size: int, *, tol: float = 0.0,
 
     Cost: one symmetric eigendecomposition of at most n x n per node; the node count is
     exponential in f in the worst case (isotropic Gaussian inputs, where every subset has about
-    the same spread); measured on such inputs: see the SMEA class docstring.
+    the same spread; measured numbers are in :class:`byzdask.aggregators.SMEA`).
 
     Examples
     --------

@@ -41,9 +41,9 @@ class MinimumDiameterAveraging(Aggregator):
     (:func:`byzdask.kernels.selection.min_diameter_subset`) replaces the enumeration of the
     C(n, f) subsets. Cost: O(n^2 d) for the Gram matrix (one pass over the input), one weighted
     sum for the output, and a search that is exponential in the worst case (the problem contains
-    k-clique) but measured at about 1-20 ms for n = 32 and any f <= 15, 4 ms for n = 64, f = 4 and
-    35 ms for n = 64, f = 8 on isotropic Gaussian inputs, the hardest case (all distances
-    nearly equal); far outliers make it faster.
+    k-clique) but bounded by about 2**f small steps, measured at 1-15 ms for n = 32 and any
+    f <= 15, and 5-35 ms for n = 64 and any f <= 31, on isotropic Gaussian inputs (all distances
+    nearly equal: the hard case).
 
     References
     ----------

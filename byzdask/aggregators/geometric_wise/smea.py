@@ -47,6 +47,10 @@ class SMEA(Aggregator):
     bounds valid because adding a vector never shrinks the scatter matrix. Cost: one centred Gram
     matrix (O(n^2 d), one pass over the input), one weighted sum, and a search whose node count is
     exponential in f in the worst case, each node an O(n^3) symmetric eigenproblem at most.
+    On isotropic Gaussian inputs (the hard case: every subset has about the same spread) at
+    n = 32 the search takes about 8, 44, 1,400 and 8,400 eigendecompositions of 31 x 31 matrices
+    for f = 1, 2, 4, 6 (roughly 20 ms, 40 ms, 0.2-0.8 s, 1.5-5 s on one loaded core); a few far
+    outliers are cut at once by the pair bound.
 
     References
     ----------
