@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from byzdask.aggregators import (
     MeanOfMedians,
 )
 from byzdask.errors import ConfigurationError, NonFiniteError, ToleranceError
+from byzdask.kernels import coordinate
 from byzdask.testing import (
     assert_finite_under_nonfinite,
     assert_permutation_invariant,
@@ -42,6 +45,17 @@ def ref_mean_of_medians(x, f):
     return np.array(out).reshape(x.shape[1:])
 
 
+#: numba: the compiled kernels; numpy: the numpy networks and sorts (the fallback without numba)
+NEEDS_NUMBA = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+ROUTES = [pytest.param("numba", marks=NEEDS_NUMBA), "numpy"]
+
+
+@pytest.fixture(params=ROUTES)
+def route(request, monkeypatch):
+    monkeypatch.setattr(coordinate, "USE_NUMBA", request.param == "numba")
+    return request.param
+
+
 RULES = [
     ("cwmed", lambda f: CoordinateWiseMedian(), lambda x, f: ref_median(x)),
     ("cwtm", CoordinateWiseTrimmedMean, ref_trimmed_mean),
@@ -51,15 +65,19 @@ IDS = [r[0] for r in RULES]
 
 
 @pytest.mark.parametrize("name, make, ref", RULES, ids=IDS)
-@settings(max_examples=40, deadline=None)
+@pytest.mark.parametrize("use_numba", [pytest.param(True, marks=NEEDS_NUMBA, id="numba"),
+                                       pytest.param(False, id="numpy")])
+@settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 12), shape=st.sampled_from([(1,), (5,), (3, 2), (2, 1, 3)]),
        dtype=st.sampled_from([np.float32, np.float64]), ties=st.booleans(),
        seed=st.integers(0, 2**32 - 1), data=st.data())
-def test_matches_reference(name, make, ref, n, shape, dtype, ties, seed, data):
+def test_matches_reference(name, make, ref, use_numba, n, shape, dtype, ties, seed, data):
     rng = np.random.default_rng(seed)
     x = (rng.integers(-3, 4, size=(n, *shape)) if ties else rng.normal(size=(n, *shape))).astype(dtype)
     f = data.draw(st.integers(0, (n - 1) // 2))
-    out = make(f).aggregate(list(x))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(coordinate, "USE_NUMBA", use_numba)
+        out = make(f).aggregate(list(x))
     assert out.shape == shape and out.dtype == dtype
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, ref(x, f), rtol=tol, atol=tol)
@@ -67,7 +85,7 @@ def test_matches_reference(name, make, ref, n, shape, dtype, ties, seed, data):
 
 @pytest.mark.parametrize("name, make, ref", RULES, ids=IDS)
 @pytest.mark.parametrize("n", [31, 32, 64, 70])
-def test_matches_reference_at_benchmark_sizes(name, make, ref, n, rng):
+def test_matches_reference_at_benchmark_sizes(name, make, ref, n, rng, route):
     # large n goes through both kernel routes (network and transposed sort)
     x = rng.normal(size=(n, 300)).astype(np.float32)
     for f in sorted({0, 1, n // 4, (n - 1) // 2}):
@@ -95,7 +113,7 @@ def test_mean_of_medians_ties_keep_the_smaller_value():
 
 @pytest.mark.parametrize("name, make, ref", RULES, ids=IDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_torch_input_kept(name, make, ref, dtype):
+def test_torch_input_kept(name, make, ref, dtype, route):
     x = [torch.randn(4, 3, dtype=dtype) for _ in range(7)]
     out = make(2).aggregate(x)
     assert isinstance(out, torch.Tensor) and out.dtype == dtype and out.shape == (4, 3)
@@ -103,7 +121,7 @@ def test_torch_input_kept(name, make, ref, dtype):
 
 
 @pytest.mark.parametrize("name, make, ref", RULES, ids=IDS)
-def test_properties(name, make, ref, rng):
+def test_properties(name, make, ref, rng, route):
     honest = rng.normal(size=(9, 5, 4))
     rule = make(3)
     assert_permutation_invariant(rule, honest)
@@ -115,7 +133,7 @@ def test_properties(name, make, ref, rng):
 
 
 @pytest.mark.parametrize("name, make, ref", RULES, ids=IDS)
-def test_subtasks_with_dropped_rows_and_torch(name, make, ref, rng):
+def test_subtasks_with_dropped_rows_and_torch(name, make, ref, rng, route):
     x = rng.normal(size=(11, 50)).astype(np.float32)
     x[4, 7] = np.nan
     assert_subtasks_match(make(3), x, n_blocks=4)
