@@ -142,7 +142,20 @@ async def aggregate_blocks_async(rule: Aggregator, data: Any, *, client: Any, co
                                  timeout: float | None = 600.0) -> Any:
     """:func:`aggregate_blocks` with an asynchronous client (``Client(asynchronous=True)``, ``pool.client``).
 
-    Parameters and result as :func:`aggregate_blocks`.
+    Parameters, result and errors as :func:`aggregate_blocks`.
+
+    Examples
+    --------
+    >>> import asyncio, numpy as np, dask.array as da
+    >>> from distributed import Client, LocalCluster
+    >>> from byzdask.aggregators import GeometricMedian
+    >>> async def main(x):
+    ...     async with LocalCluster(processes=False, n_workers=1, dashboard_address=None, asynchronous=True) as cluster, \\
+    ...             Client(cluster, asynchronous=True) as client:
+    ...         return await aggregate_blocks_async(GeometricMedian(), da.from_array(x, chunks=(4, 2)), client=client)
+    >>> x = np.array([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [2.0, 2.0, 1.0]])
+    >>> np.round(asyncio.run(main(x)), 4)
+    array([1., 1., 1.])
     """
     if not getattr(client, "asynchronous", False):
         raise InputError("aggregate_blocks_async needs an asynchronous client (Client(..., asynchronous=True)); "
@@ -165,6 +178,21 @@ async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *
     -------
     dict or None
         ``{node name: result}``, or None when the graph is not such a graph.
+
+    Examples
+    --------
+    >>> import asyncio, numpy as np, dask.array as da
+    >>> from distributed import Client, LocalCluster
+    >>> from byzdask.aggregators import CoordinateWiseMedian
+    >>> from byzdask.engine.graph.ops import make_single_operator_graph
+    >>> graph = make_single_operator_graph(node_name="agg", operator=CoordinateWiseMedian(), input_keys=("gradients",))
+    >>> async def main(x):
+    ...     async with LocalCluster(processes=False, n_workers=1, dashboard_address=None, asynchronous=True) as cluster, \\
+    ...             Client(cluster, asynchronous=True) as client:
+    ...         return await run_graph_blockwise(graph, {"gradients": da.from_array(x, chunks=(3, 1))}, client,
+    ...                                          min_bytes=0)
+    >>> asyncio.run(main(np.array([[1.0, 5.0], [2.0, -1.0], [100.0, 3.0]])))
+    {'agg': array([2., 3.])}
     """
     import dask.array as da
     from distributed import Future, wait
