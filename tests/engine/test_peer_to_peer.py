@@ -128,6 +128,8 @@ async def test_omniscient_byzantine_on_a_ring_equal_the_reference(split):
             assert_same_params(await p2p.honest_params(), ref.honest_params())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 async def test_worker_processes_over_tcp_equal_the_reference(split):
     top = Topology.ring(5, byzantine=[4])
 
@@ -146,6 +148,8 @@ async def test_worker_processes_over_tcp_equal_the_reference(split):
         assert {ref.worker for ref in p2p.actors.values()} == set(pool.workers.values())
         assert_same_params(await p2p.honest_params(), ref.honest_params())
         await p2p.close()
+        with pytest.raises(ConfigurationError, match="closed"):
+            await p2p.round()
 
 
 # -- learning ------------------------------------------------------------------------------------

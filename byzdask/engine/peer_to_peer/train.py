@@ -272,6 +272,7 @@ class PeerToPeer:
         self._actors: dict[int, Any] = {}
         self._generation = 0
         self._checkpoint: tuple[int, dict[int, dict[str, Any]]] | None = None
+        self._closed = False
 
     # -- wiring ------------------------------------------------------------------------------------
     def _channel_edges(self) -> list[tuple[int, int]]:
@@ -322,6 +323,8 @@ class PeerToPeer:
         """Create the node actors and open their channel (done by the first round when needed)."""
         if self._reference is not None or self._actors:
             return
+        if self._closed:
+            raise ConfigurationError("this PeerToPeer was closed: its nodes' actors are gone; build a new one")
         if not getattr(self.pool, "running", True):
             raise ConfigurationError("the actor_pool is not running; start it first (`async with pool:`)")
         addresses = self._addresses()
@@ -334,6 +337,7 @@ class PeerToPeer:
     async def close(self) -> None:
         """Release the node actors (the pool stays up); the run cannot continue afterwards."""
         actors, self._actors = self._actors, {}
+        self._closed = self._reference is None
         futures = [f for f in (getattr(ref, "_future", None) for ref in actors.values()) if f is not None]
         if futures and getattr(self.pool, "running", False):
             await self.pool.client.cancel(futures)
