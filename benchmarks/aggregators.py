@@ -386,6 +386,17 @@ def render(n: int, d: int, rows: list[Row], floors: dict[str, float], peers: dic
     return "\n".join(out)
 
 
+def _strict(obj: Any) -> Any:
+    """``obj`` with nan and inf floats replaced by None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _common.limit_threads(args.threads, unset_openblas_overrides=not args.keep_openblas_env)
@@ -434,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"targets at d >= {TARGET_D:,}: " + ("all met" if not misses else "missed by " + ", ".join(misses)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"environment": _common.thread_report(), "args": {k: v for k, v in vars(args).items()},
-                       "results": results}, fh, indent=1, default=str)
+            doc = {"environment": _common.thread_report(), "args": dict(vars(args)), "results": results}
+            json.dump(_strict(doc), fh, indent=1, default=str, allow_nan=False)
     return 0
 
 
