@@ -165,6 +165,21 @@ class HonestPeer(_Peer):
     -----
     Inputs of the aggregation: its own vector first, then its in-neighbours' in id order.
     Vectors it receives are read-only (a neighbour on the same worker hands over its tensor).
+    Cost of a round: one local step (forward and backward on a minibatch), one rule over
+    ``1 + len(in_ids)`` vectors of length ``d``.
+
+    Examples
+    --------
+    Outside an actor (no channel) it still holds and evaluates its node:
+
+    >>> from byzdask.aggregators import Average
+    >>> from byzdask.data import load_digits
+    >>> from byzdask.models import build_model
+    >>> split = load_digits(seed=0)
+    >>> node = HonestNode(build_model("logreg", input_shape=(64,), num_classes=10), split.train)
+    >>> peer = HonestPeer(node, 0, [1, 2], Average(), test_data=split.test)
+    >>> peer.name, peer.in_ids, asyncio.run(peer.params()).shape
+    ('node-0', [1, 2], torch.Size([650]))
     """
 
     def __init__(self, node: HonestNode, node_id: int, in_ids: Sequence[int], aggregator: Aggregator,
@@ -243,6 +258,18 @@ class ByzantinePeer(_Peer):
     node_id : int
     in_ids : sequence of int
         The honest nodes it hears (its honest in-neighbours; every honest node when omniscient).
+
+    Notes
+    -----
+    It sends once per round, after it has heard the honest vectors of that round (synchronous
+    mode) or the fresh ones (asynchronous mode); see :func:`byzantine_vector`.
+
+    Examples
+    --------
+    >>> from byzdask.attacks.inf import InfAttack
+    >>> peer = ByzantinePeer(ByzantineNode(InfAttack(), node_id=4), 4, [0, 1])
+    >>> peer.name, asyncio.run(peer.get_state())
+    ('node-4', {'step': 0})
     """
 
     async def sync_round(self, r: int, timeout: float | None) -> dict[str, Any]:
