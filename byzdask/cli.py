@@ -85,5 +85,54 @@ def list_(what: str, n: int, fmt: str) -> None:
         click.echo("  ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys))
 
 
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--cluster", default="local", show_default=True,
+              help="local (worker processes), thread, tcp://host:port, or slurm/pbs/sge/lsf/...")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="output directory (runs/, results.nc)  [default: ./<config name>-sweep]")
+@click.option("--workers", type=int, default=None,
+              help="workers of a cluster byzdask starts  [default: byzdask.sweep.workers, else the CPU count]")
+@click.option("--retry-failed/--no-retry-failed", default=True, show_default=True,
+              help="on resume, run again the runs that failed")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar of the runs")
+def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, retry_failed: bool,
+          progress: bool) -> None:
+    """Run a sweep (rules x pre-aggregators x attacks x f x partitions x seeds) on a Dask cluster.
+
+    Each training is one Dask task. Finished runs are stored in OUT/runs/ and not run again when
+    the command is repeated; the results go to OUT/results.nc (an xarray Dataset). Prints the
+    worst case over attacks of the final accuracy (mean over seeds).
+
+    Examples: byzdask sweep examples/sweeps/nnm_heterogeneity.yaml --workers 2;
+    byzdask sweep sweep.yaml --cluster thread --out results/
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+    from byzdask.errors import ByzdaskError
+    from byzdask.experiments.analysis import worst_case_table
+    from byzdask.experiments.config import load_config
+    from byzdask.experiments.sweep import run_sweep
+
+    try:
+        config = load_config(config_path)
+        out = out or f"{config.name}-sweep"
+        ds = run_sweep(config, cluster=cluster, workers=workers, out=out, retry_failed=retry_failed,
+                       progress=progress, echo=click.echo)
+    except ByzdaskError as exc:
+        raise click.ClickException(str(exc)) from exc
+    status, errors, keys = (ds[v].values.ravel() for v in ("status", "error", "run_key"))
+    failed = [(str(k), str(e)) for s, e, k in zip(status, errors, keys) if s == "failed"]
+    for key, error in failed[:5]:
+        click.echo(f"failed run {key}: {error}")
+    if len(failed) > 5:
+        click.echo(f"... and {len(failed) - 5} more failed runs (the 'error' variable holds each message)")
+    click.echo("worst case over attacks, final accuracy (mean over seeds):")
+    click.echo(worst_case_table(ds, "accuracy", "final", with_attack=True).to_string())
+
 if __name__ == "__main__":
     main()

@@ -160,3 +160,25 @@ def test_cluster_errors():
         run_sweep(TINY, cluster="carrier-pigeon", progress=False)
     with pytest.raises(ConfigurationError, match="pool must be an ActorPool"):
         run_sweep(TINY, pool=object(), progress=False)
+
+
+def test_cli_sweep_runs_and_resumes(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from byzdask.cli import main
+
+    cfg = dict(TINY, grid=dict(TINY["grid"], aggregators=["cwtm"]))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    args = ["sweep", str(path), "--cluster", "thread", "--workers", "2", "--out", str(out), "--no-progress"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "2 runs (2 to run, 0 resumed, 0 skipped)" in first.output and "dashboard:" in first.output
+    assert "worst case over attacks" in first.output and "cwtm" in first.output
+    assert load_results(out).sizes["attack"] == 2
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "2 runs (0 to run, 2 resumed, 0 skipped)" in again.output
+    bad = CliRunner().invoke(main, ["sweep", str(path), "--cluster", "nowhere", "--out", str(tmp_path / "new")])
+    assert bad.exit_code != 0 and "unknown cluster 'nowhere'" in bad.output
