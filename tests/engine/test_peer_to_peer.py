@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import cloudpickle
 import pytest
@@ -82,6 +83,14 @@ class Broken(Attack):
         self.calls += 1
         if self.calls == 2:
             raise InputError("broken attack")
+        return torch.zeros(650)
+
+
+class Slow(Attack):
+    """Zeros, after a pause (a straggler)."""
+
+    def apply(self, **_):
+        time.sleep(0.3)
         return torch.zeros(650)
 
 
@@ -218,6 +227,16 @@ async def test_async_mode_learns(split):
         info = await p2p.round()
     assert [h["round"] for h in history] == [10, 20] and info["round"] == 21 and info["late"] == 0
     assert history[-1]["accuracy"] >= 0.88 and history[-1]["consensus_distance"] < 0.5
+
+
+async def test_async_nodes_do_not_wait_for_a_straggler(split):
+    top = Topology.complete(4, byzantine=[3])
+    async with thread_pool() as pool:
+        p2p = PeerToPeer(honest(split, 3), [ByzantineNode(Slow(), node_id=3)], top, aggregator=Average(), lr=0.5,
+                         actor_pool=pool, mode="async", staleness=0, round_timeout=0.05)
+        infos = [await p2p.round() for _ in range(3)]
+    # each honest node gives up on the straggler's vector of the round after 0.05 s
+    assert [i["round"] for i in infos] == [1, 2, 3] and all(i["late"] == 3 for i in infos)
 
 
 # -- failures ------------------------------------------------------------------------------------
