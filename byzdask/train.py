@@ -1,0 +1,267 @@
+"""One training run from plain options: what ``byzdask train`` does.
+
+:class:`TrainConfig` holds the options (short names from :mod:`byzdask.registry`);
+:func:`build_job` turns them into data, nodes and rules; :func:`run_training` starts the
+cluster, trains with :class:`~byzdask.engine.parameter_server.ps.ParameterServer` or
+:class:`~byzdask.engine.peer_to_peer.train.PeerToPeer`, closes the cluster and returns the
+configuration, the history and the final accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from byzdask.errors import ConfigurationError
+
+__all__ = ["CLUSTERS", "TrainConfig", "build_job", "make_pool", "parse_topology", "run_training"]
+
+logger = logging.getLogger(__name__)
+
+#: Names ``--cluster`` takes besides a scheduler address and the dask-jobqueue systems.
+CLUSTERS = ("local", "thread", "none")
+_JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+             "oar": "OARCluster", "htcondor": "HTCondorCluster", "moab": "MoabCluster"}
+
+
+@dataclass
+class TrainConfig:
+    """Options of one run (the ``byzdask train`` options, with the same defaults).
+
+    ``f`` (given to every rule and pre-aggregator that takes one) defaults to ``byzantine``.
+    ``cluster``: ``"local"`` (worker processes started and closed here), ``"thread"``
+    (in-process workers), ``"none"`` (no Dask cluster), a scheduler address
+    (``tcp://host:port``), or a dask-jobqueue system (``slurm``, ``pbs``, ``sge``, ``lsf``,
+    ``oar``, ``htcondor``, ``moab``; configured through dask's ``jobqueue`` settings).
+
+    Examples
+    --------
+    >>> TrainConfig(byzantine=2).resolved_f()
+    2
+    """
+
+    mode: str = "ps"
+    aggregator: str = "cwtm"
+    pre_aggregators: tuple[str, ...] = ()
+    attack: str = "little"
+    honest: int = 10
+    byzantine: int = 3
+    f: int | None = None
+    rounds: int = 30
+    lr: float = 0.5
+    momentum: float = 0.9
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    partition: str = "iid"
+    alpha: float = 0.5
+    topology: str = "complete"
+    model: str = "logreg"
+    seed: int = 0
+    cluster: str = "local"
+    workers: int = 2
+    eval_every: int = 5
+    aggregator_kwargs: dict[str, Any] = field(default_factory=dict)
+    attack_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_f(self) -> int:
+        """The ``f`` given to the rules: ``f`` when set, else the number of Byzantine nodes."""
+        return self.byzantine if self.f is None else self.f
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready values."""
+        out = dataclasses.asdict(self)
+        out["pre_aggregators"] = list(self.pre_aggregators)
+        out["f"] = self.resolved_f()
+        return out
+
+
+def _accepts(cls: type, name: str) -> bool:
+    return name in inspect.signature(cls.__init__).parameters
+
+
+def _build(kind: str, name: str, defaults: dict[str, Any], given: dict[str, Any]) -> Any:
+    from byzdask.registry import resolve
+
+    cls = resolve(kind, name)
+    kwargs = {k: v for k, v in defaults.items() if _accepts(cls, k)}
+    kwargs.update(given)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"cannot build {kind} {name!r} with {kwargs}: {exc}") from exc
+
+
+def parse_topology(spec: str, n: int, byzantine: Sequence[int], *, seed: int = 0) -> Any:
+    """A :class:`~byzdask.engine.peer_to_peer.topology.Topology` from ``"complete"``, ``"ring[:k]"``,
+    ``"kregular:k"``, ``"erdos-renyi:p"`` or ``"torus:RxC"``.
+
+    Examples
+    --------
+    >>> parse_topology("ring:2", 6, [5]).n
+    6
+    """
+    from byzdask.engine.peer_to_peer.topology import Topology
+
+    name, _, arg = spec.partition(":")
+    try:
+        if name == "complete":
+            return Topology.complete(n, byzantine=byzantine)
+        if name == "ring":
+            return Topology.ring(n, int(arg or 1), byzantine=byzantine)
+        if name in ("kregular", "k-regular"):
+            return Topology.k_regular(n, int(arg), seed=seed, byzantine=byzantine)
+        if name in ("erdos-renyi", "er"):
+            return Topology.erdos_renyi(n, float(arg), seed=seed, byzantine=byzantine)
+        if name == "torus":
+            rows, _, cols = arg.partition("x")
+            return Topology.torus(int(rows), int(cols), byzantine=byzantine)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad topology {spec!r}: {exc}") from exc
+    raise ConfigurationError(
+        f"unknown topology {spec!r}; use complete, ring[:k], kregular:k, erdos-renyi:p or torus:RxC"
+    )
+
+
+def build_job(config: TrainConfig) -> dict[str, Any]:
+    """Data, nodes, rule, pre-aggregators and attack of a run (nothing runs yet).
+
+    Honest node ``i`` gets shard ``i`` of the training split; Byzantine nodes get a copy of the
+    model and, for attacks that read a batch (``labelflip``), a copy of an honest shard.
+
+    Examples
+    --------
+    >>> job = build_job(TrainConfig(honest=4, byzantine=1, attack="signflip"))
+    >>> len(job["honest"]), len(job["byzantine"]), type(job["aggregator"]).__name__
+    (4, 1, 'CoordinateWiseTrimmedMean')
+    """
+    from byzdask.data import load_digits, partition_dataset
+    from byzdask.engine.node import ByzantineNode
+    from byzdask.engine.node.training import make_honest_nodes, node_seeds
+    from byzdask.models import build_model
+
+    if config.mode not in ("ps", "p2p"):
+        raise ConfigurationError(f"mode must be 'ps' or 'p2p', got {config.mode!r}")
+    for name, minimum in (("honest", 1), ("byzantine", 0), ("rounds", 0), ("eval_every", 1), ("workers", 1)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    f = config.resolved_f()
+    n = config.honest + config.byzantine
+    split = load_digits(seed=config.seed, image=config.model == "cnn")
+    shards = partition_dataset(split.train, config.honest, kind=config.partition, alpha=config.alpha,
+                               seed=config.seed)
+    model = build_model(config.model, input_shape=split.train.input_shape, num_classes=split.train.num_classes,
+                        seed=config.seed)
+    honest = make_honest_nodes(shards, model, batch_size=config.batch_size, momentum=config.momentum,
+                               seed=config.seed)
+    aggregator = _build("aggregator", config.aggregator, {"f": f}, config.aggregator_kwargs)
+    pre = [_build("pre-aggregator", name, {"f": f, "bucket_size": 2, "seed": config.seed}, {})
+           for name in config.pre_aggregators]
+    byzantine = []
+    if config.attack != "none" and config.byzantine:
+        attack_defaults = {"f": config.byzantine, "N": n, "seed": config.seed,
+                           "num_classes": split.train.num_classes}
+        seeds = node_seeds(config.seed + 1, config.byzantine)
+        for j in range(config.byzantine):
+            attack = _build("attack", config.attack, attack_defaults, config.attack_kwargs)
+            data = shards[j % config.honest] if attack.uses_model_batch else None
+            byzantine.append(ByzantineNode(attack, model=copy.deepcopy(model) if data is not None else None, data=data,
+                                           batch_size=config.batch_size, seed=seeds[j], node_id=config.honest + j))
+    return {"split": split, "honest": honest, "byzantine": byzantine, "aggregator": aggregator,
+            "pre_aggregators": pre, "model": model}
+
+
+def make_pool(cluster: str, workers: int) -> Any:
+    """The :class:`~byzdask.engine.graph.pool.ActorPool` for ``--cluster`` (None for ``"none"``)."""
+    from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
+
+    if cluster == "none":
+        return None
+    if cluster == "local":
+        return ActorPool(ActorPoolConfig("process", count=workers))
+    if cluster == "thread":
+        return ActorPool(ActorPoolConfig("thread", count=workers))
+    if "://" in cluster:
+        return ActorPool(ActorPoolConfig(cluster, count=workers))
+    if cluster in _JOBQUEUE:
+        try:
+            import dask_jobqueue
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"--cluster {cluster} needs dask-jobqueue: pip install 'byzdask[hpc]'"
+            ) from exc
+        return ActorPool(ActorPoolConfig(getattr(dask_jobqueue, _JOBQUEUE[cluster])(), count=workers))
+    raise ConfigurationError(
+        f"unknown cluster {cluster!r}; use local, thread, none, a scheduler address (tcp://host:port) "
+        f"or one of {', '.join(_JOBQUEUE)}"
+    )
+
+
+def _trainer(config: TrainConfig, job: dict[str, Any], pool: Any) -> Any:
+    if config.mode == "ps":
+        from byzdask.engine.parameter_server.ps import ParameterServer
+
+        return ParameterServer(job["honest"], job["byzantine"], job["aggregator"], job["pre_aggregators"],
+                               lr=config.lr, weight_decay=config.weight_decay, actor_pool=pool,
+                               test_data=job["split"].test)
+    try:
+        from byzdask.engine.peer_to_peer.train import PeerToPeer
+    except ImportError as exc:
+        raise ConfigurationError(f"--mode p2p is not available in this installation: {exc}") from exc
+    h, b = config.honest, len(job["byzantine"])
+    topology = parse_topology(config.topology, h + b, list(range(h, h + b)), seed=config.seed)
+    return PeerToPeer(job["honest"], job["byzantine"], topology, aggregator=job["aggregator"],
+                      pre_aggregator=job["pre_aggregators"], lr=config.lr, weight_decay=config.weight_decay,
+                      actor_pool=pool, test_data=job["split"].test)
+
+
+def run_training(config: TrainConfig, *, progress: bool = True,
+                 echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one training job; return ``{"config", "history", "final_accuracy", "seconds", "dashboard"}``.
+
+    The cluster (when the config asks for one byzdask starts) is started before and closed
+    after the run, also on errors. ``echo`` receives the lines meant for the user (the
+    dashboard link).
+
+    Examples
+    --------
+    >>> out = run_training(TrainConfig(honest=4, byzantine=1, rounds=10, eval_every=10, cluster="none",
+    ...                                attack="signflip"), progress=False)
+    >>> [h["round"] for h in out["history"]], out["final_accuracy"] > 0.8
+    ([10], True)
+    """
+    from byzdask.engine.graph.scheduler import run_coroutine_sync
+
+    echo = echo or (lambda line: logger.info("%s", line))
+    start = time.perf_counter()
+    job = build_job(config)
+    pool = make_pool(config.cluster, config.workers)
+    dashboard = None
+    try:
+        if pool is not None:
+            pool.start_sync()
+            dashboard = pool.dashboard_link
+            echo(f"cluster: {pool.size} workers ({config.cluster}); dashboard: {dashboard or 'not served'}")
+        trainer = _trainer(config, job, pool)
+        try:
+            history = trainer.run_sync(config.rounds, eval_every=config.eval_every, progress=progress)
+        finally:
+            close = getattr(trainer, "close", None)
+            if close is not None:
+                loop = None
+                if pool is not None:
+                    client_loop = getattr(pool.client, "loop", None)
+                    loop = getattr(client_loop, "asyncio_loop", client_loop)
+                run_coroutine_sync(close, loop=loop)
+    finally:
+        if pool is not None:
+            pool.shutdown_sync()
+    final = history[-1]["accuracy"] if history else None
+    return {"config": config.as_dict(), "history": history, "final_accuracy": final,
+            "seconds": time.perf_counter() - start, "dashboard": dashboard}
