@@ -60,8 +60,12 @@ logger = logging.getLogger(__name__)
 
 #: dask.config key: smallest input (bytes) of a node that fans out on a pool.
 FANOUT_MIN_BYTES_KEY = "byzdask.scheduler.fanout-min-bytes"
-#: Default of :data:`FANOUT_MIN_BYTES_KEY` (set from ``benchmarks/engine.py``, see the module notes).
-DEFAULT_FANOUT_MIN_BYTES = 64 * 2**20
+#: Default of :data:`FANOUT_MIN_BYTES_KEY`. Measured with ``benchmarks/engine.py`` (2 cores, 2 worker
+#: processes, n=32 float32): fanning CWMed, Krum or GM out from the caller never beat the direct
+#: path up to d=4M (512 MiB), since moving the blocks to worker processes costs more than the
+#: compute it spreads (a task costs ~10 ms, but 512 MiB over loopback TCP costs seconds). So only
+#: inputs of 1 GiB and more fan out by default; lower it where workers have cores of their own.
+DEFAULT_FANOUT_MIN_BYTES = 2**30
 #: dask.config key: arrays at least this large are scattered to workers instead of embedded in the graph.
 SCATTER_MIN_BYTES_KEY = "byzdask.scheduler.scatter-min-bytes"
 DEFAULT_SCATTER_MIN_BYTES = 2**20
@@ -281,6 +285,7 @@ class NodePlan:
 
     @property
     def fanned_out(self) -> bool:
+        """Whether the node runs as subtasks plus a reduce."""
         return self.subtasks is not None
 
 
@@ -371,6 +376,13 @@ class LoweredGraph:
 
 
 def task_key(name: str, token: str) -> str:
+    """The Dask key of a task: ``"<name>-<token>"`` (the dashboard groups tasks by ``name``).
+
+    Examples
+    --------
+    >>> task_key("agg", "3f2a")
+    'agg-3f2a'
+    """
     return f"{name}-{token}"
 
 
