@@ -8,5 +8,5 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install -q "torch==2.13.0" || "$PY" -m pip install -q "torch>=2.2"
 fi
-extras="test,experiments,docs"
+extras="test,experiments,docs,hpc"
 "$PY" -m pip install -q -e ".[${extras}]"

@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,8 @@ try:
     HAVE_CUPY = True
 except Exception:
     HAVE_CUPY = False
+
+HAVE_JOBQUEUE = importlib.util.find_spec("dask_jobqueue") is not None
 
 try:
     import torch
@@ -22,6 +26,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="cupy is not installed"))
         if item.get_closest_marker("requires_gpu") and not HAVE_CUDA:
             item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+        if item.get_closest_marker("requires_jobqueue") and not HAVE_JOBQUEUE:
+            item.add_marker(pytest.mark.skip(reason="dask-jobqueue is not installed (pip install 'byzdask[hpc]')"))
 
 
 @pytest.fixture
