@@ -295,3 +295,18 @@ async def test_scheduler_hook_runs_one_aggregation_node_where_the_data_lies(clus
         chain = make_single_operator_graph(node_name="agg", operator=RobustAggregator(Krum(f=2), ()),
                                            input_keys=("gradients",))
         assert await run_graph_blockwise(chain, {"gradients": futures}, client, min_bytes=0) is None
+
+
+async def test_node_scheduler_on_a_pool_aggregates_dask_arrays_and_futures_in_blocks(rng):
+    from byzdask.engine.graph.ops import make_single_operator_graph
+    from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
+    from byzdask.engine.graph.scheduler import NodeScheduler
+
+    x = gradients(rng, n=7, bad_row=5)
+    graph = make_single_operator_graph(node_name="agg", operator=GeometricMedian(), input_keys=("gradients",))
+    async with ActorPool([ActorPoolConfig("thread", count=2)]) as pool:
+        scheduler = NodeScheduler(graph, pool=pool, fanout_min_bytes=0)
+        out = await scheduler.run({"gradients": da.from_array(x, chunks=(7, 15))})
+        close(out["agg"], GeometricMedian().aggregate(x))
+        futures = await pool.client.scatter(list(x), hash=False)
+        close((await scheduler.run({"gradients": futures}))["agg"], GeometricMedian().aggregate(x))

@@ -172,6 +172,13 @@ class NodeScheduler:
         if self.pool is None:
             lowered = self._lower(values)
             return await asyncio.to_thread(_run_local, lowered, len(self.graph))
+        # one aggregation node fed a Dask array, or futures of at least fanout_min_bytes, runs block by block
+        # where the data lies (imported here: blockwise imports every rule)
+        from byzdask.engine.blockwise import run_graph_blockwise
+
+        done = await run_graph_blockwise(self.graph, values, self.pool.client, min_bytes=self.fanout_min_bytes)
+        if done is not None:
+            return done
         return await _PoolRun(self, values).run()
 
     def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
