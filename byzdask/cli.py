@@ -149,9 +149,14 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
     import logging
     import os
 
-    # Dask's INFO lines would bury the progress bar; worker processes read the variable.
+    import dask
+
+    # Dask's INFO lines would bury the progress bar: here (read when distributed is first
+    # imported) and in worker processes (they read the variable).
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    dask.config.set({"logging.distributed": os.environ["DASK_LOGGING__DISTRIBUTED"]})
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")] + ["distributed"]:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     from byzdask.errors import ByzdaskError
     from byzdask.train import TrainConfig, run_training
@@ -221,6 +226,120 @@ def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, 
         click.echo(f"... and {len(failed) - 5} more failed runs (the 'error' variable holds each message)")
     click.echo("worst case over attacks, final accuracy (mean over seeds):")
     click.echo(worst_case_table(ds, "accuracy", "final", with_attack=True).to_string())
+
+# -- report and jobscript (byzdask.experiments.analysis, plots, hpc) -------------------------------
+def _report_dir(results: str, out: str | None) -> str:
+    import os
+
+    if out:
+        return out
+    if os.path.isdir(results) and not results.rstrip("/").endswith(".zarr"):
+        return os.path.join(results, "report")
+    stem = os.path.splitext(os.path.basename(results.rstrip("/")))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(results)), f"{stem}-report")
+
+
+@main.command()
+@click.argument("results", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="directory of the plots (PNG) and tables (CSV)  [default: RESULTS/report for a sweep "
+                   "directory, RESULTS-report next to a file]")
+@click.option("--variable", default="accuracy", show_default=True,
+              help="accuracy, loss, or for p2p worst_accuracy, consensus_distance")
+@click.option("--metric", "metrics", type=click.Choice(["final", "best"]), multiple=True,
+              help="final round or best round of the seed-averaged curve; repeat  [default: both]")
+@click.option("--attack", "attacks", multiple=True, help="take the worst case over these attacks only; repeat")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="write the PNG plots")
+def report(results: str, out: str | None, variable: str, metrics: tuple[str, ...], attacks: tuple[str, ...],
+           plots: bool) -> None:
+    """Print the tables of a sweep and write its plots.
+
+    RESULTS is a sweep output directory (its results.nc), a netCDF file or a zarr store. Each
+    curve is averaged over seeds, then reduced to its final or best round; the worst case is the
+    minimum over attacks (the `none` baseline left out). Prints the worst-case table, the
+    ranking of the rules and one per-attack table per cell (f, alpha, ...); writes them as CSV
+    and the curves, heatmaps and worst-case bars as PNG.
+
+    Examples: byzdask report digits-sweep; byzdask report results.nc --out report --metric best
+    """
+    import os
+
+    from byzdask.errors import ByzdaskError
+    from byzdask.experiments import analysis
+    from byzdask.experiments.sweep import load_results
+
+    metrics = metrics or ("final", "best")
+    selected = list(attacks) or None
+    out_dir = _report_dir(results, out)
+    try:
+        ds = load_results(results)
+        if "status" in ds:
+            counts = {s: int((ds.status == s).sum()) for s in ("ok", "failed", "skipped", "missing")}
+            click.echo(f"runs: {', '.join(f'{n} {s}' for s, n in counts.items() if n)}")
+        click.echo("worst case: the lowest over the attacks (the 'none' baseline left out) of each rule's "
+                   "seed-averaged value")
+        os.makedirs(out_dir, exist_ok=True)
+        for metric in metrics:
+            what = f"{metric} {variable} (mean over seeds)"
+            table = analysis.worst_case_table(ds, variable, metric, attacks=selected, with_attack=True)
+            click.echo(f"\nworst case over attacks, {what}:\n{table.to_string()}")
+            ranks = analysis.ranking(ds, variable, metric, attacks=selected)
+            click.echo(f"\nranking by worst case, {what}:\n{ranks.round(3).to_string()}")
+            for cell in analysis.iter_cells(ds[variable]):
+                per_attack = analysis.attack_table(ds, variable, metric, cell=cell)
+                click.echo(f"\nper attack, {what}, {analysis.cell_label(cell)}:\n{per_attack.round(3).to_string()}")
+            analysis.worst_case_table(ds, variable, metric, attacks=selected).to_csv(
+                os.path.join(out_dir, f"worst_case_{metric}.csv"))
+            ranks.to_csv(os.path.join(out_dir, f"ranking_{metric}.csv"))
+            analysis.attack_table(ds, variable, metric).to_csv(os.path.join(out_dir, f"per_attack_{metric}.csv"))
+        if plots:
+            from byzdask.experiments.plots import write_plots
+
+            written = write_plots(ds, out_dir, variable, metrics=metrics)
+            click.echo(f"\nwrote {len(written)} plots and {3 * len(metrics)} tables to {out_dir}")
+        else:
+            click.echo(f"\nwrote {3 * len(metrics)} tables to {out_dir}")
+    except ByzdaskError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _jobqueue_systems() -> list[str]:
+    from byzdask.experiments.hpc import SYSTEMS
+
+    return list(SYSTEMS)
+
+
+def _jobqueue_options(command):
+    from byzdask.experiments.hpc import click_options
+
+    return click_options(jobs=False)(command)
+
+
+@main.command()
+@click.option("--cluster", "system", type=click.Choice(_jobqueue_systems()), required=True,
+              help="batch system")
+@click.option("--scheduler-address", default=None,
+              help="scheduler address written into the worker command  [default: a placeholder]")
+@_jobqueue_options
+def jobscript(system: str, scheduler_address: str | None, **options) -> None:
+    """Print the job script that --cluster SYSTEM submits for each job.
+
+    Options not given come from byzdask.jobqueue in dask.config (byzdask.yaml,
+    ~/.config/dask/*.yaml, DASK_BYZDASK__JOBQUEUE__QUEUE=... variables), then from
+    dask-jobqueue's own jobqueue.SYSTEM settings. Nothing is submitted or started.
+
+    Examples: byzdask jobscript --cluster slurm --queue short --account proj1 --walltime 01:00:00
+    --cores 8 --memory 32GiB --processes 2 --job-extra=--gres=gpu:1 --prologue "module load cuda"
+    """
+    from byzdask.errors import ByzdaskError
+    from byzdask.experiments.hpc import job_script, pop_click_options
+
+    try:
+        click.echo(job_script(system, scheduler_address=scheduler_address, capabilities=("cpu",),
+                              **pop_click_options(options)), nl=False)
+    except ByzdaskError as exc:
+        raise click.ClickException(str(exc)) from exc
+
 
 if __name__ == "__main__":
     main()

@@ -420,11 +420,22 @@ def _owning_pool_class() -> type:
     return JobQueuePool
 
 
-def click_options(command: Callable) -> Callable:
-    """Decorate a click command with ``--jobs`` and the job-queue options of :data:`OPTIONS`.
+def click_options(*, jobs: bool = True) -> Callable[[Callable], Callable]:
+    """A decorator adding the job-queue options of :data:`OPTIONS` (and ``--jobs``) to a click command.
 
-    The command receives them as keyword arguments (None when not given); pass them on to
-    :func:`jobqueue_cluster` / :func:`job_script` with :func:`pop_click_options`.
+    The command receives them as keyword arguments (None or an empty tuple when not given);
+    :func:`pop_click_options` collects those that were given, for :func:`jobqueue_pool`,
+    :func:`jobqueue_cluster` or :func:`job_script`. Defaults stay in ``byzdask.jobqueue``.
+
+    Examples
+    --------
+    >>> import click
+    >>> @click.command()
+    ... @click_options(jobs=False)
+    ... def show(**options):
+    ...     print(pop_click_options(options))
+    >>> show(["--queue", "short", "--job-extra", "--gres=gpu:1", "--cores", "4"], standalone_mode=False)
+    {'queue': 'short', 'cores': 4, 'job_extra': ['--gres=gpu:1']}
     """
     import click
 
@@ -432,19 +443,25 @@ def click_options(command: Callable) -> Callable:
         "queue": ("--queue", "-q"), "account": ("--account", "-A"), "walltime": ("--walltime", "-t"),
         "cores": ("--cores",), "memory": ("--memory",), "processes": ("--processes",),
         "job_extra": ("--job-extra",), "prologue": ("--prologue",), "interface": ("--interface",),
-        "scheduler_host": ("--scheduler-host",), "local_directory": ("--local-directory",),
-        "log_directory": ("--log-directory",), "python": ("--python",), "job_name": ("--job-name",),
+        "scheduler_host": ("--scheduler-host",), "dashboard_address": ("--dashboard-address",),
+        "local_directory": ("--local-directory",), "log_directory": ("--log-directory",),
+        "python": ("--python",), "job_name": ("--job-name",),
     }
     types = {"cores": int, "processes": int}
-    for option in reversed(list(flags)):
-        multiple = option in _LIST_OPTIONS
-        text = OPTIONS[option] + (" (repeat the option)" if multiple else "") + \
-            f"  [default: byzdask.jobqueue.{_config_key(option)}]"
-        command = click.option(*flags[option], option, type=types.get(option, str), multiple=multiple,
-                               default=None, help=text)(command)
-    command = click.option("--jobs", "jobs", type=int, default=None,
-                           help="jobs to submit  [default: byzdask.jobqueue.jobs]")(command)
-    return command
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(list(flags)):
+            multiple = option in _LIST_OPTIONS
+            text = (OPTIONS[option] + ("; repeat the option" if multiple else "")
+                    + f"  [default: byzdask.jobqueue.{_config_key(option)}]")
+            command = click.option(*flags[option], option, type=types.get(option, str), multiple=multiple,
+                                   default=None, help=text)(command)
+        if jobs:
+            command = click.option("--jobs", "jobs", type=int, default=None,
+                                   help="batch jobs to submit  [default: byzdask.jobqueue.jobs]")(command)
+        return command
+
+    return decorate
 
 
 def pop_click_options(values: dict[str, Any]) -> dict[str, Any]:

@@ -132,3 +132,24 @@ def test_capabilities_become_worker_resources():
     worker = next(line for line in script.splitlines() if "dask_worker" in line)
     assert worker.endswith("--resources cpu=2")
     assert "--resources" not in hpc.job_script("slurm", cores=4)
+
+
+def test_jobscript_cli():
+    from click.testing import CliRunner
+
+    from byzdask.cli import main
+
+    args = ["jobscript", "--cluster", "slurm", "-q", "short", "-A", "proj1", "-t", "01:00:00", "--cores", "8",
+            "--memory", "32GiB", "--processes", "2", "--job-extra=--gres=gpu:1", "--prologue", "module load cuda"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert {"#SBATCH -p short", "#SBATCH -A proj1", "#SBATCH -t 01:00:00", "#SBATCH --mem=32G",
+            "#SBATCH --gres=gpu:1", "module load cuda"} <= set(lines)
+    assert lines[-1].endswith("--nworkers 2 --nanny --death-timeout 60 --resources cpu=4")
+    env = {"DASK_BYZDASK__JOBQUEUE__QUEUE": "from-env"}
+    with dask.config.set(dask.config.collect_env(env)):
+        from_config = CliRunner().invoke(main, ["jobscript", "--cluster", "pbs"])
+    assert "#PBS -q from-env" in from_config.output.splitlines()
+    bad = CliRunner().invoke(main, ["jobscript", "--cluster", "htcondor", "--queue", "x"])
+    assert bad.exit_code != 0 and "htcondor jobs have no queue" in bad.output

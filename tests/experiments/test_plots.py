@@ -114,3 +114,34 @@ def test_write_plots_png(tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert save_figure(plot_worst_case(small), tmp_path / "sub" / "w.png").exists()
+
+
+def test_report_cli_prints_tables_and_writes_plots(tmp_path):
+    from click.testing import CliRunner
+
+    from byzdask.cli import main
+    from byzdask.experiments.sweep import save_results
+
+    small = synthetic_results(aggregators=("average", "cwtm"), pre_aggregators=("none",), attacks=("none", "little"),
+                              f=(2,), alpha=(math.inf,), seeds=2)
+    small["status"] = small.accuracy.isel(round=0, drop=True).astype(str).where(False, "ok")
+    save_results(small, tmp_path / "sweep" / "results.nc")
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "sweep"), "--metric", "best"])
+    assert result.exit_code == 0, result.output
+    assert "runs: 8 ok" in result.output
+    assert "worst case over attacks, best accuracy (mean over seeds):" in result.output
+    assert "per attack, best accuracy (mean over seeds), f=2 alpha=iid:" in result.output
+    report = tmp_path / "sweep" / "report"
+    assert sorted(p.name for p in report.iterdir()) == [
+        "curves_f=2_alpha=iid.png", "heatmap_best.png", "per_attack_best.csv", "ranking_best.csv",
+        "worst_case_best.csv", "worst_case_best.png"]
+    table = (report / "worst_case_best.csv").read_text().splitlines()
+    assert table[0] == "rule,f=2 alpha=iid" and table[2].startswith("cwtm,")
+
+    no_plots = CliRunner().invoke(main, ["report", str(tmp_path / "sweep" / "results.nc"), "--no-plots",
+                                         "--out", str(tmp_path / "tables"), "--variable", "loss"])
+    assert no_plots.exit_code == 0, no_plots.output
+    assert "worst case over attacks, final loss" in no_plots.output
+    assert not list((tmp_path / "tables").glob("*.png"))
+    bad = CliRunner().invoke(main, ["report", str(tmp_path / "sweep"), "--variable", "acc", "--no-plots"])
+    assert bad.exit_code != 0 and "variable must be one of" in bad.output
