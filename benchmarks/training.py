@@ -18,16 +18,16 @@ import _common
 
 _common.limit_threads(1)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+import time
 
-import torch  # noqa: E402
+import torch
 
-from byzdask.engine.graph.scheduler import run_coroutine_sync  # noqa: E402
-from byzdask.train import TrainConfig, _trainer, build_job, make_pool  # noqa: E402
+from byzdask.engine.graph.scheduler import run_coroutine_sync
+from byzdask.train import TrainConfig, make_trainer, build_job, make_pool
 
 
 def time_rounds(trainer, pool, blocks: int, rounds: int, warmup: int = 3) -> list[float]:
@@ -53,7 +53,7 @@ def bench(mode: str, cluster: str, blocks: int, rounds: int) -> dict:
     try:
         if pool is not None:
             pool.start_sync()
-        trainer = _trainer(config, build_job(config), pool)
+        trainer = make_trainer(config, build_job(config), pool)
         times = time_rounds(trainer, pool, blocks, rounds)
     finally:
         if pool is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from byzdask.errors import ConfigurationError
 
-__all__ = ["CLUSTERS", "TrainConfig", "build_job", "make_pool", "parse_topology", "run_training"]
+__all__ = ["CLUSTERS", "TrainConfig", "build_job", "make_pool", "make_trainer", "parse_topology", "run_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ def make_pool(cluster: str, workers: int) -> Any:
     )
 
 
-def _trainer(config: TrainConfig, job: dict[str, Any], pool: Any) -> Any:
+def make_trainer(config: TrainConfig, job: dict[str, Any], pool: Any) -> Any:
+    """The :class:`ParameterServer` or :class:`PeerToPeer` of a job (from :func:`build_job`) on ``pool``."""
     if config.mode == "ps":
         from byzdask.engine.parameter_server.ps import ParameterServer
 
@@ -248,7 +249,7 @@ def run_training(config: TrainConfig, *, progress: bool = True,
             pool.start_sync()
             dashboard = pool.dashboard_link
             echo(f"cluster: {pool.size} workers ({config.cluster}); dashboard: {dashboard or 'not served'}")
-        trainer = _trainer(config, job, pool)
+        trainer = make_trainer(config, job, pool)
         try:
             history = trainer.run_sync(config.rounds, eval_every=config.eval_every, progress=progress)
         finally:
