@@ -27,7 +27,7 @@ import time
 import torch
 
 from byzdask.engine.graph.scheduler import run_coroutine_sync
-from byzdask.train import TrainConfig, make_trainer, build_job, make_pool
+from byzdask.train import TrainConfig, build_job, make_pool, make_trainer
 
 
 def time_rounds(trainer, pool, blocks: int, rounds: int, warmup: int = 3) -> list[float]:
