@@ -203,6 +203,8 @@ def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, 
     import logging
     import os
 
+    import distributed  # noqa: F401  (configures its loggers on import: quieten them after)
+
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
