@@ -177,8 +177,13 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
             "pre_aggregators": pre, "model": model}
 
 
-def make_pool(cluster: str, workers: int) -> Any:
-    """The :class:`~byzdask.engine.graph.pool.ActorPool` for ``--cluster`` (None for ``"none"``)."""
+def make_pool(cluster: str, workers: int, jobqueue: dict[str, Any] | None = None) -> Any:
+    """The :class:`~byzdask.engine.graph.pool.ActorPool` for ``--cluster`` (None for ``"none"``).
+
+    For a batch system, :func:`byzdask.experiments.hpc.jobqueue_pool` builds the cluster from
+    ``byzdask.jobqueue`` in dask.config and the options in ``jobqueue`` (``jobs``, ``queue``,
+    ``walltime``...), and the pool closes it at shutdown; ``workers`` does not apply.
+    """
     from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 
     if cluster == "none":
@@ -190,13 +195,9 @@ def make_pool(cluster: str, workers: int) -> Any:
     if "://" in cluster:
         return ActorPool(ActorPoolConfig(cluster, count=workers))
     if cluster in _JOBQUEUE:
-        try:
-            import dask_jobqueue
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"--cluster {cluster} needs dask-jobqueue: pip install 'byzdask[hpc]'"
-            ) from exc
-        return ActorPool(ActorPoolConfig(getattr(dask_jobqueue, _JOBQUEUE[cluster])(), count=workers))
+        from byzdask.experiments.hpc import jobqueue_pool
+
+        return jobqueue_pool(cluster, **dict(jobqueue or {}))
     raise ConfigurationError(
         f"unknown cluster {cluster!r}; use local, thread, none, a scheduler address (tcp://host:port) "
         f"or one of {', '.join(_JOBQUEUE)}"

@@ -472,10 +472,11 @@ def ranking(
 ) -> pd.DataFrame:
     """Rules ranked by their worst case over attacks.
 
-    In every cell (``f``, ``alpha``, ...) the rules are ranked by their worst case (rank 1 is
-    the best; ties share the mean rank); the table gives each rule's mean rank, its mean and
-    minimum worst case over the cells and the cells it leads, sorted by mean rank then mean
-    worst case.
+    Rules are sorted by their worst case averaged over the cells (``f``, ``alpha``, ...), best
+    first (ties broken by mean rank). The table also gives, per rule, the mean of its rank in
+    each cell (rank 1 is the best; ties share the mean rank), its poorest worst case over the
+    cells (``min_worst``: the lowest accuracy, or the highest loss), and the cells in which it
+    is the best rule.
 
     Returns
     -------
@@ -505,8 +506,8 @@ def ranking(
         "cells": table.notna().sum(axis=1).astype(int),
     })
     sign = 1.0 if higher_is_better(variable) else -1.0
-    order = np.lexsort((-sign * out["mean_worst"].fillna(-np.inf * sign).values,
-                        out["mean_rank"].fillna(np.inf).values))
+    order = np.lexsort((out["mean_rank"].fillna(np.inf).values,
+                        -sign * out["mean_worst"].fillna(-np.inf * sign).values))
     out = out.iloc[order]
     out.attrs.update(variable=variable, metric=metric)
     return out

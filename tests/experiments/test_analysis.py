@@ -163,17 +163,23 @@ def test_extra_dimensions_are_cells():
     assert len(ranking(ds)) == 6
 
 
-def test_ranking_by_mean_rank():
-    # rule a wins cell 1 by a hair and loses cell 2 badly; b is second in cell 1 and first in cell 2
-    table = pd.DataFrame({"c1": [0.80, 0.79, 0.1], "c2": [0.2, 0.9, 0.5]}, index=["a", "b", "c"])
+def test_ranking_by_mean_worst_case_with_mean_rank():
+    # x leads two cells by a hair and collapses in the third; y is a close second twice and
+    # leads the third: x has the better mean rank, y the better mean worst case (the order).
+    table = pd.DataFrame({"f1": [0.90, 0.89, 0.5], "f2": [0.90, 0.89, 0.5], "f3": [0.10, 0.80, 0.05]},
+                         index=["x", "y", "z"])
     values = table.values[:, None, :, None, None] * np.ones((1, 2, 1, 1, 1))  # (rule, attack, f, seed, round)
-    ds = small_dataset(values, attacks=("signflip", "little"), rules=("a", "b", "c"))
+    ds = xr.Dataset({"accuracy": (("aggregator", "attack", "f", "seed", "round"), values)},
+                    coords={"aggregator": ["x", "y", "z"], "attack": ["signflip", "little"], "f": [1, 2, 3]})
     out = ranking(ds, metric="final")
-    assert out.index.tolist() == ["b", "a", "c"]
-    assert out.loc["b", "mean_rank"] == 1.5 and out.loc["a", "mean_rank"] == 2.0
-    assert out.loc["a", "cells_won"] == 1 and out.loc["b", "cells_won"] == 1
-    assert out.loc["c", "min_worst"] == pytest.approx(0.1)
-    assert out["cells"].tolist() == [2, 2, 2]
+    assert out.index.tolist() == ["y", "x", "z"]
+    assert out.loc["x", "mean_rank"] == pytest.approx(4 / 3) and out.loc["y", "mean_rank"] == pytest.approx(5 / 3)
+    assert out.loc["y", "mean_worst"] == pytest.approx((0.89 + 0.89 + 0.80) / 3)
+    assert out.loc["x", "cells_won"] == 2 and out.loc["y", "cells_won"] == 1 and out.loc["z", "cells_won"] == 0
+    assert out.loc["z", "min_worst"] == pytest.approx(0.05)
+    assert out["cells"].tolist() == [3, 3, 3]
+    loss = ranking(xr.Dataset({"loss": ds.accuracy}), "loss", "final")  # lower is better
+    assert loss.index.tolist() == ["z", "x", "y"] and loss.loc["z", "min_worst"] == pytest.approx(0.5)
 
 
 def test_stack_rules_labels_and_single_dimension():

@@ -153,3 +153,13 @@ def test_jobscript_cli():
     assert "#PBS -q from-env" in from_config.output.splitlines()
     bad = CliRunner().invoke(main, ["jobscript", "--cluster", "htcondor", "--queue", "x"])
     assert bad.exit_code != 0 and "htcondor jobs have no queue" in bad.output
+
+
+def test_train_make_pool_builds_job_queue_pools_through_hpc(monkeypatch):
+    from byzdask import train
+
+    calls = []
+    monkeypatch.setattr(hpc, "jobqueue_pool", lambda system, **options: calls.append((system, options)) or "pool")
+    assert train.make_pool("slurm", 2, {"jobs": 3, "queue": "short"}) == "pool"
+    assert train.make_pool("pbs", 2) == "pool"
+    assert calls == [("slurm", {"jobs": 3, "queue": "short"}), ("pbs", {})]
