@@ -295,3 +295,40 @@ def test_pre_aggregator_host_round_trips_do_not_grow_with_d(name: str) -> None:
     small = _round_trips(name, PRE[name], 1000, "pre-aggregator")
     large = _round_trips(name, PRE[name], 100_000, "pre-aggregator")
     assert large == small and small <= 4, (name, small, large)
+
+
+# -- the device check script (benchmarks/gpu_check.py) runs its code path without a GPU --------
+def _gpu_check():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_emulation(tmp_path, capsys) -> None:
+    import json
+
+    out = tmp_path / "gpu.json"
+    rc = _gpu_check().main(["--cpu-emulation", "--sizes", "8x512", "--rules", "cwmed,krum,nnm", "--repeat", "1",
+                            "--verify", "--cpu-d", "256", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["sizes"][0]["rows"]
+    assert [(r["rule"], r["family"]) for r in rows] == [(r, f) for r in ("cwmed", "krum", "nnm") for f in ("cupy", "torch")]
+    assert all(r["ms"] > 0 and r["cpu_ms"] > 0 and "rel. diff vs numpy 0.0e+00" in r["note"] for r in rows)
+    assert "x floor" in capsys.readouterr().out
+
+
+def test_gpu_check_without_a_device_exits_0(capsys) -> None:
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert _gpu_check().main(["--quick"]) == 0
+        assert "nothing to time here: cupy is not installed" in capsys.readouterr().out
+    else:  # pragma: no cover - a machine with cupy: the script runs or says why not
+        pytest.skip("cupy is installed here")
