@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 try:
-    import cupy  # noqa: F401
+    import cupy
 
-    HAVE_CUPY = True
-except Exception:
+    # cupy imports without a driver; its tests need a device
+    HAVE_CUPY = cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # noqa: BLE001 - ImportError, or CUDARuntimeError without a driver
     HAVE_CUPY = False
 
 HAVE_JOBQUEUE = importlib.util.find_spec("dask_jobqueue") is not None
@@ -23,7 +24,7 @@ except Exception:
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("requires_cupy") and not HAVE_CUPY:
-            item.add_marker(pytest.mark.skip(reason="cupy is not installed"))
+            item.add_marker(pytest.mark.skip(reason="cupy is not installed, or finds no CUDA device"))
         if item.get_closest_marker("requires_gpu") and not HAVE_CUDA:
             item.add_marker(pytest.mark.skip(reason="no CUDA device"))
         if item.get_closest_marker("requires_jobqueue") and not HAVE_JOBQUEUE:
