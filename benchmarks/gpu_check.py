@@ -18,7 +18,7 @@ against the floor of the rule's class, measured in the same run with CUDA events
 and against the CPU path: numpy inputs at a smaller d (``--cpu-d``, default 2**20, all cores),
 extrapolated linearly to the device's d (the rules are linear in d). A rule's time is the wall
 time of one ``aggregate`` / ``pre_aggregate`` call between two device synchronisations (the
-minimum over ``--repeat`` calls after one warm-up call), so host-side work and launch overheads
+minimum over ``--repeat`` calls, default 2, after one warm-up call at the first size), so host-side work and launch overheads
 count. Each output is checked to be on the inputs' device, of their family and dtype.
 
 Time limits: the whole script stays under ``--total-budget-s`` (default 240 s, plus start-up);
@@ -309,7 +309,8 @@ def cpu_times(rules: list[str], n: int, d: int, cpu_d: int, args: argparse.Names
 
 
 def run_size(dev: Device, n: int, d: int, rules: list[str], families: list[str], args: argparse.Namespace,
-             budget: Budget) -> tuple[list[Row], dict[str, float], str]:
+             budget: Budget, warmed: set[str]) -> tuple[list[Row], dict[str, float], str]:
+    """Time every rule at (n, d); ``warmed`` holds the rules already called once (kernels compiled)."""
     need = n * d * 4 * 3  # the input, one (n, d) output, one more for temporaries and the copy floor
     free = dev.free_bytes()
     if free < need:
@@ -323,7 +324,7 @@ def run_size(dev: Device, n: int, d: int, rules: list[str], families: list[str],
         inputs["torch"] = dev.as_torch(x)
     rows: list[Row] = []
     for rule in rules:
-        warm = False
+        warm = rule in warmed  # a later size needs no warm-up: the kernels are compiled
         call, f = build(rule, n, d, args.exhaustive_f)
         reference = None
         for family in families:
@@ -344,6 +345,7 @@ def run_size(dev: Device, n: int, d: int, rules: list[str], families: list[str],
                 dev.free()
                 continue
             warm = True
+            warmed.add(rule)
             row.samples_ms = samples
             row.calls = len(samples)
             row.ms = min(samples)
@@ -392,7 +394,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rules", help="comma-separated names among the rules and pre-aggregators (default: all)")
     p.add_argument("--families", default="cupy,torch", help="input families to time (default cupy,torch)")
     p.add_argument("--json", help="write the rows and floors to this file")
-    p.add_argument("--repeat", type=int, default=3, help="timed calls per rule and family (after one warm-up)")
+    p.add_argument("--repeat", type=int, default=2, help="timed calls per rule and family (after one warm-up)")
     p.add_argument("--rule-budget-s", type=float, default=12.0, help="seconds per rule, both families")
     p.add_argument("--total-budget-s", type=float, default=240.0, help="seconds for the whole check")
     p.add_argument("--exhaustive-f", type=int, default=2, help="f of MDA and SMEA (exponential in f)")
@@ -455,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
           f"f = n // 4, MDA/SMEA f = {args.exhaustive_f}; cc: c_tau = sqrt(d), M = 10; "
           f"CPU: numpy at d = {args.cpu_d} scaled to d, all threads\n")
     report: dict[str, Any] = {"device": dev.name, "sizes": []}
+    warmed: set[str] = set()
     for n, d in args.size_list:
-        rows, floors, skipped = run_size(dev, n, d, args.rule_list, args.family_list, args, budget)
+        rows, floors, skipped = run_size(dev, n, d, args.rule_list, args.family_list, args, budget, warmed)
         if skipped:
             print(f"n={n}, d={d}: {skipped}\n")
         else:
