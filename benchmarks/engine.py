@@ -21,6 +21,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 - ``resident 1 task`` / ``resident fan-out``: the input already lives on a worker as a future
   (put there untimed, as gradients computed on workers are), aggregated there by one task, or
   fanned out from there (subtasks made next to the data, pieces spread over the workers);
+- ``spread blocks``: the n vectors live on the workers as n futures, spread over them (as a
+  parameter server's honest gradients); a one-node aggregation graph on such input runs
+  through :func:`byzdask.engine.blockwise.aggregate_blocks` (column blocks where the data is);
 - ``byzpy pool``: ByzPy 0.1.4's own NodeScheduler on its ActorPool (process backend, 2 workers),
   run in the peer venv (``--peer-python``) on the same inputs, when it is installed.
 
@@ -179,6 +182,10 @@ async def _rule_row(pool, name: str, x: np.ndarray, repeat: int) -> dict:
     row["resident 1 task"] = await best_of(lambda: single.run(on_worker), repeat)
     row["resident fan-out"] = await best_of(lambda: fan.run(on_worker), repeat)
     on_worker.clear()  # releases the future
+    # one future per node's vector, spread over the workers (as a parameter server's honest gradients)
+    spread = {"gradients": await pool.client.scatter(list(x), hash=False, direct=True)}
+    row["spread blocks"] = await best_of(lambda: fan.run(spread), repeat)
+    spread.clear()
     return row
 
 
@@ -256,7 +263,7 @@ def peer_times(python: str, rules: list[str], sizes: list[int], repeat: int, wor
 def report(results: dict, peer: dict, rules: list[str], sizes: list[int]) -> str:
     fmt = _common.format_ms
     header = ["rule", "d", "MiB", "direct ms", "fan-out ms", "1 task ms", "resident 1 task ms",
-              "resident fan-out ms", "byzpy pool ms", "fan-out / direct", "byzpy / fan-out"]
+              "resident fan-out ms", "spread blocks ms", "byzpy pool ms", "fan-out / direct", "byzpy / fan-out"]
     rows = []
     for name in rules:
         for d in sizes:
@@ -266,7 +273,7 @@ def report(results: dict, peer: dict, rules: list[str], sizes: list[int]) -> str
             p = peer.get((name, d))
             rows.append([name, label(d), f"{N * d * 4 / 2**20:.0f}", fmt(1e3 * r["direct"]), fmt(1e3 * r["fan-out"]),
                          fmt(1e3 * r["1 task"]), fmt(1e3 * r["resident 1 task"]), fmt(1e3 * r["resident fan-out"]),
-                         fmt(1e3 * p) if p else "-",
+                         fmt(1e3 * r["spread blocks"]), fmt(1e3 * p) if p else "-",
                          f"{r['fan-out'] / r['direct']:.2f}", f"{p / r['fan-out']:.2f}" if p else "-"])
     lines = [_common.format_table(header, rows, right=range(1, len(header)))]
     lines.append("")
