@@ -32,6 +32,7 @@ once per pass: persist it first when it is costly to produce.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Generator, Sequence
@@ -208,7 +209,8 @@ async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *
     if isinstance(value, da.Array):
         data = value
     elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
-        await wait(list(value), timeout=timeout)
+        with client.as_current():  # wait() runs on the default client: make it this asynchronous one
+            await wait(list(value), timeout=timeout)
         sizes = await client.nbytes(keys=[v.key for v in value], summary=False)
         if sum(sizes.values()) < min_bytes:
             return None
@@ -236,13 +238,13 @@ def _drive_sync(steps: Generator, client: Any, timeout: float | None) -> Any:
         if request == "compute":
             value = client.compute(arg)
         else:
-            wait(arg, timeout=timeout)
+            # distributed.wait uses the default client: make it this one, not whichever started last
+            with client.as_current():
+                wait(arg, timeout=timeout)
             value = client.gather(arg)
 
 
 async def _drive_async(steps: Generator, client: Any, timeout: float | None) -> Any:
-    from distributed import wait
-
     value: Any = None
     while True:
         try:
@@ -252,8 +254,15 @@ async def _drive_async(steps: Generator, client: Any, timeout: float | None) -> 
         if request == "compute":
             value = client.compute(arg)
         else:
-            await wait(arg, timeout=timeout)
-            value = await client.gather(arg)
+            # never distributed.wait here: it runs on the *default* client, which may be a
+            # synchronous one and would block this event loop
+            try:
+                value = await asyncio.wait_for(client.gather(arg), timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"aggregate_blocks: the cluster did not finish {len(arg) if isinstance(arg, list) else 1} "
+                    f"block task(s) within {timeout} s"
+                ) from None
 
 
 # -- inputs -----------------------------------------------------------------------------------------
