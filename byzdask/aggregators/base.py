@@ -21,8 +21,10 @@ the family, dtype, device and shape of the inputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +56,13 @@ class Prepared:
     f: int | None  # f reduced by the number of dropped rows (None for rules without f)
     dropped: int
     extra: Any | None = None  # (k, d) anchor rows of gram rules
+    #: False when the rows were not checked for NaN/Inf yet (gram rules inside :meth:`Aggregator.aggregate`)
+    checked: bool = True
+
+
+#: The gram rule whose :meth:`Aggregator.aggregate` is running :meth:`Aggregator.prepare`: its rows are
+#: checked for NaN/Inf on the Gram matrix itself (no separate pass), see :meth:`Aggregator.aggregate_matrix`.
+_DEFER_FINITE: ContextVar[Any] = ContextVar("byzdask_defer_finite", default=None)
 
 
 class Aggregator(Operator):
@@ -100,7 +109,14 @@ class Aggregator(Operator):
         array
             One vector of the inputs' family, dtype, device and shape.
         """
-        prep = self.prepare(gradients)
+        if self.kind == "gram" and self.drops_nonfinite:
+            token = _DEFER_FINITE.set(self)
+            try:
+                prep = self.prepare(gradients)
+            finally:
+                _DEFER_FINITE.reset(token)
+        else:
+            prep = self.prepare(gradients)
         out = self.aggregate_matrix(prep)
         return prep.batch.restore(out)
 
@@ -112,11 +128,23 @@ class Aggregator(Operator):
 
     # -- shared machinery ----------------------------------------------------------------
     def prepare(self, gradients: Any) -> Prepared:
-        """Stack the inputs, check preconditions, drop the non-finite rows (at most f of them)."""
+        """Stack the inputs, check preconditions, drop the non-finite rows (at most f of them).
+
+        Raises
+        ------
+        NonFiniteError
+            When more rows hold NaN or Inf than the rule can treat as Byzantine.
+        """
         batch = gradients if isinstance(gradients, Batch) else as_batch(gradients, what="gradients")
         n = batch.n
         self.check_n(n)
         matrix, f, dropped = batch.matrix, self.f, 0
+        if self.drops_nonfinite and _DEFER_FINITE.get() is self:
+            # aggregate() of a gram rule: a non-finite row makes the Gram matrix non-finite, which
+            # aggregate_matrix checks (and then prepares again, with this check)
+            prep = Prepared(batch=batch, matrix=matrix, f=f, dropped=0, checked=False)
+            prep.extra = self.extra_rows(matrix, f, batch.xp)
+            return prep
         if self.drops_nonfinite:
             ok = finite_rows(matrix, batch.xp)
             dropped = int(n - int(ok.sum()))
@@ -145,6 +173,10 @@ class Aggregator(Operator):
             return out
         if self.kind == "gram":
             gram = gram_matrix(prep.matrix, prep.extra, xp)
+            if not prep.checked and not bool(xp.isfinite(gram).all()):
+                # some row holds NaN/Inf (or the products overflow): drop those rows as prepare() does
+                prep = self.prepare(prep.batch)
+                gram = gram_matrix(prep.matrix, prep.extra, xp)
             weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
             return self.finish(combine(prep.matrix, weights, prep.extra, xp))
         raise NotImplementedError(f"{type(self).__name__} must implement aggregate_matrix")
@@ -215,7 +247,7 @@ class Aggregator(Operator):
 def _column_task(rule: Aggregator, block: Any, f: int | None) -> Any:
     xp = np
     if type(block).__module__.startswith("cupy"):
-        from byzdask.kernels.arrays import get_cupy  # noqa: PLC0415
+        from byzdask.kernels.arrays import get_cupy
 
         xp = get_cupy()
     out = xp.empty(block.shape[1], dtype=block.dtype)

@@ -19,14 +19,64 @@ import numpy as np
 
 from byzdask.kernels.blocks import column_blocks
 
-__all__ = ["gram_partial", "gram_matrix", "combine", "sq_distances", "ORIGIN"]
+__all__ = ["ORIGIN", "combine", "gram_matrix", "gram_partial", "sq_distances"]
 
 #: Number of anchor rows always appended after the inputs (the origin).
 ORIGIN = 1
 
 
+_HOST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _host_gram(matrix: np.ndarray, extra: np.ndarray | None, blocks: list[slice] | None) -> np.ndarray:
+    """numpy route of :func:`gram_matrix`: one reused buffer, a BLAS mean and product per block.
+
+    Per column block: the column mean as one matrix-vector product with ``1/m`` (the block is
+    read once from memory and stays in cache), the centred rows, the negated mean (the origin)
+    and the centred ``extra`` rows written into one contiguous buffer z, then ``z @ z.T`` in the
+    block's dtype (numpy calls BLAS ``syrk`` for it: half the flops of a general product, and
+    the GIL released), added in float64. scipy's ``?syrk`` wrappers are not used: they hold
+    the GIL, and called from several threads at once (thread workers) they were seen to hang.
+    """
+    m, d = matrix.shape
+    k = 0 if extra is None else extra.shape[0]
+    rows = m + ORIGIN + k
+    dtype = matrix.dtype
+    if blocks is None:
+        blocks = column_blocks(d, n_rows=rows, itemsize=dtype.itemsize)
+    width = max((sl.stop - sl.start for sl in blocks), default=0)
+    total = np.zeros((rows, rows), dtype=np.float64)
+    if width <= 0 or m == 0:
+        return total
+    buf = np.empty(rows * width, dtype=dtype)
+    ones = np.full(m, 1.0 / m, dtype=dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows: the caller checks the result
+        for sl in blocks:
+            _add_block(total, matrix[:, sl], None if extra is None else extra[:, sl], buf, ones)
+    return total
+
+
+def _add_block(total: np.ndarray, block: np.ndarray, extra: np.ndarray | None, buf: np.ndarray,
+               ones: np.ndarray) -> None:
+    m, b = block.shape
+    if b == 0:
+        return
+    rows = total.shape[0]
+    z = buf[: rows * b].reshape(rows, b)  # contiguous whatever b
+    mean = z[m]
+    np.matmul(ones, block, out=mean)
+    np.subtract(block, mean, out=z[:m])
+    if extra is not None and extra.shape[0]:
+        np.subtract(extra.astype(block.dtype, copy=False), mean, out=z[m + ORIGIN:])
+    np.negative(mean, out=mean)
+    total += z @ z.T  # exactly symmetric (numpy mirrors syrk's triangle)
+
+
 def gram_partial(block: Any, extra: Any | None = None, xp: Any = np) -> Any:
     """Centred Gram partial of one column block, augmented with the origin and ``extra`` rows.
+
+    Each column is centred on its own mean over the ``m`` input rows, so the partials of
+    disjoint column blocks add up to the Gram matrix of the whole matrix.
 
     Parameters
     ----------
@@ -37,7 +87,17 @@ def gram_partial(block: Any, extra: Any | None = None, xp: Any = np) -> Any:
     Returns
     -------
     (m + 1 + k, m + 1 + k) float64 array
+        Exactly symmetric.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> g = gram_partial(x[:, :1]) + gram_partial(x[:, 1:])
+    >>> np.allclose(g, gram_matrix(x))
+    True
     """
+    if xp is np and block.dtype in _HOST_DTYPES:
+        return _host_gram(block, extra, None)
     m, b = block.shape
     k = 0 if extra is None else extra.shape[0]
     z = xp.empty((m + 1 + k, b), dtype=block.dtype)
@@ -53,6 +113,12 @@ def gram_partial(block: Any, extra: Any | None = None, xp: Any = np) -> Any:
 def gram_matrix(matrix: Any, extra: Any | None = None, xp: Any = np, *, blocks: list[slice] | None = None) -> Any:
     """Augmented centred Gram matrix of ``matrix`` (m, d), summed over cache-sized column blocks.
 
+    A row holding NaN or Inf makes its column means non-finite, hence every entry of the result:
+    callers detect non-finite inputs by checking this small matrix.
+
+    Cost: one read of ``matrix`` from memory; per block a matrix-vector product (the mean), a
+    centred copy into a reused buffer and a symmetric rank-b update (about m^2 b flops).
+
     Examples
     --------
     >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
@@ -61,6 +127,8 @@ def gram_matrix(matrix: Any, extra: Any | None = None, xp: Any = np, *, blocks: 
     (25.0, 25.0)
     """
     m, d = matrix.shape
+    if xp is np and matrix.dtype in _HOST_DTYPES:
+        return _host_gram(matrix, extra, blocks)
     if blocks is None:
         rows = m + 1 + (0 if extra is None else extra.shape[0])
         blocks = column_blocks(d, n_rows=rows, itemsize=matrix.dtype.itemsize)
