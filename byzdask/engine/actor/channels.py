@@ -19,8 +19,10 @@ so a retried delivery is dropped and each message is taken by exactly one ``recv
 speaks at most once per (round, tag): a second message is rejected (no equivocation).
 
 Payloads travel as separate arguments of one actor call, so numpy arrays and CPU torch tensors
-(and plain lists / dicts of them) cross as zero-copy buffers. Between two actors of the same
-worker the payload is handed over by reference: treat received payloads as read-only.
+(and plain lists / dicts of them) cross as zero-copy buffers. A broadcast makes one call per
+receiving worker (not per receiver), which hands the payload to each of its receivers' endpoints;
+each endpoint checks its own edge token. Between two actors of the same worker the payload is
+handed over by reference: treat received payloads as read-only.
 
 Members are actors whose class derives from :class:`ChannelHost`.
 """
@@ -359,14 +361,89 @@ class Channel:
                 f"out-neighbour (out-neighbours: {list(self.out_neighbours)})"
             )
         _check_stamp(round, tag)
-        seq = self._next_seq[to]
-        self._next_seq[to] = seq + 1
-        await _deliver(self._peers[to], to, self.name, self.owner, self._out_tokens[to], seq, round, tag,
-                       payload, self.send_timeout)
+        await self._send_to((to,), payload, round, tag)
 
     async def broadcast(self, payload: Any, *, round: int | None = None, tag: str | None = None) -> None:
-        """Send ``payload`` to every out-neighbour, concurrently."""
-        await asyncio.gather(*(self.send(to, payload, round=round, tag=tag) for to in self.out_neighbours))
+        """Send ``payload`` to every out-neighbour.
+
+        Out-neighbours on this worker get it by reference; those on another worker get it in
+        one actor call per worker (the payload serialized once), concurrently. Every
+        out-neighbour is tried; the first failure is raised afterwards.
+        """
+        _check_stamp(round, tag)
+        await self._send_to(self.out_neighbours, payload, round, tag)
+
+    async def _send_to(self, targets: Iterable[str], payload: Any, round: int | None, tag: str | None) -> None:
+        worker = _current_worker()
+        here = None if worker is None else worker.address
+        groups: dict[Any, list[tuple[str, Any, int]]] = {}
+        for to in targets:
+            seq = self._next_seq[to]
+            self._next_seq[to] = seq + 1
+            handle = self._peers[to]
+            groups.setdefault(getattr(handle, "_address", None), []).append((to, handle, seq))
+        errors: list[BaseException] = []
+        for to, handle, seq in groups.pop(here, []) if here is not None else []:
+            actor = worker.state.actors.get(handle.key)
+            if actor is None:  # not held here after all: deliver through the comm
+                groups.setdefault(None, []).append((to, handle, seq))
+                continue
+            try:
+                # Same worker: hand the payload over by reference, no serialization, no comm.
+                actor.channel(self.name).accept(self.owner, self._out_tokens[to], seq, round, tag, payload)
+            except (MessageRejectedError, ConfigurationError) as exc:
+                errors.append(exc)
+        calls = []
+        for address, batch in groups.items():
+            if address is None:  # unknown placement: one call per receiver
+                calls.extend(self._deliver((item,), round, tag, payload) for item in batch)
+            else:
+                calls.append(self._deliver(batch, round, tag, payload))
+        if calls:
+            for result in await asyncio.gather(*calls, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    errors.append(result)
+        for error in errors:
+            if not isinstance(error, Exception):
+                raise error
+        if errors:
+            raise errors[0]
+
+    async def _deliver(self, batch: Iterable[tuple[str, Any, int]], round: int | None, tag: str | None,
+                       payload: Any) -> None:
+        """One actor call delivering ``payload`` to every receiver of ``batch`` (all on one worker)."""
+        from byzdask.engine.actor.ref import guarded
+
+        batch = list(batch)
+        names = [to for to, _, _ in batch]
+        entries = [(handle.key, to, self._out_tokens[to], seq) for to, handle, seq in batch]
+        try:
+            call = batch[0][1].channel_deliver_many(self.name, self.owner, entries, round, tag, payload)
+            outcome = await asyncio.wait_for(guarded(call), self.send_timeout)
+        except TimeoutError as exc:
+            raise MessageTimeoutError(
+                f"channel {self.name!r}: {names} did not acknowledge {self.owner!r}'s message of round "
+                f"{round} within {self.send_timeout} s; their worker is unreachable, lost or blocked"
+            ) from exc
+        except RuntimeError as exc:
+            if "Worker holding Actor was lost" in str(exc):
+                raise ActorLostError(
+                    f"channel {self.name!r}: the worker holding {names} was lost; {self.owner!r} could not "
+                    f"deliver round {round}"
+                ) from exc
+            raise
+        except OSError as exc:
+            from distributed.comm.core import CommClosedError
+
+            if isinstance(exc, CommClosedError) or type(exc) is OSError:
+                raise ActorLostError(
+                    f"channel {self.name!r}: cannot reach {names} ({exc}); {self.owner!r} could not "
+                    f"deliver round {round}"
+                ) from exc
+            raise
+        for error in outcome.unwrap():
+            if error is not None:
+                raise error
 
     async def recv(
         self,
@@ -425,53 +502,14 @@ def _check_stamp(round: Any, tag: Any) -> None:
         raise ConfigurationError(f"tag must be a str or None, got {tag!r}")
 
 
-async def _deliver(handle: Any, to: str, channel: str, sender: str, token: bytes, seq: int,
-                   round: int | None, tag: str | None, payload: Any, send_timeout: float | None) -> None:
-    from byzdask.engine.actor.ref import guarded
-
-    local = _local_actor(handle)
-    if local is not None:
-        # Same worker: hand the payload over by reference, no serialization, no comm.
-        local.channel(channel).accept(sender, token, seq, round, tag, payload)
-        return
-    try:
-        call = handle.channel_deliver(channel, sender, token, seq, round, tag, payload)
-        outcome = await asyncio.wait_for(guarded(call), send_timeout)
-    except TimeoutError as exc:
-        raise MessageTimeoutError(
-            f"channel {channel!r}: {to!r} did not acknowledge {sender!r}'s message of round {round} "
-            f"within {send_timeout} s; its worker is unreachable, lost or blocked"
-        ) from exc
-    except RuntimeError as exc:
-        if "Worker holding Actor was lost" in str(exc):
-            raise ActorLostError(
-                f"channel {channel!r}: the worker holding {to!r} was lost; {sender!r} could not "
-                f"deliver round {round}"
-            ) from exc
-        raise
-    except OSError as exc:
-        from distributed.comm.core import CommClosedError
-
-        if isinstance(exc, CommClosedError) or type(exc) is OSError:
-            raise ActorLostError(
-                f"channel {channel!r}: cannot reach {to!r} ({exc}); {sender!r} could not "
-                f"deliver round {round}"
-            ) from exc
-        raise
-    outcome.unwrap()
-
-
-def _local_actor(handle: Any) -> Any:
-    """The object behind ``handle`` when it lives on the worker running this code, else None."""
+def _current_worker() -> Any:
+    """The Dask worker running this code, or None outside a worker."""
     from distributed import get_worker
 
     try:
-        worker = get_worker()
+        return get_worker()
     except ValueError:
         return None
-    if getattr(handle, "_address", None) != worker.address:
-        return None
-    return worker.state.actors.get(handle.key)
 
 
 class ChannelHost:
@@ -525,6 +563,33 @@ class ChannelHost:
                               round: int | None, tag: str | None, payload: Any) -> bool:
         """Accept a message for this actor (called by the sending endpoint)."""
         return self.channel(name).accept(sender, token, seq, round, tag, payload)
+
+    async def channel_deliver_many(self, name: str, sender: str, entries: Iterable[tuple[str, str, bytes, int]],
+                                   round: int | None, tag: str | None, payload: Any) -> list[Exception | None]:
+        """Accept one message for several actors of this worker (called by a sending endpoint).
+
+        ``entries`` holds ``(actor key, receiver name, edge token, sequence number)`` per
+        receiver; each receiver's own endpoint authenticates its entry. Returns, per entry,
+        None or the error that receiver raised.
+        """
+        worker = _current_worker()
+        outcomes: list[Exception | None] = []
+        for key, to, token, seq in entries:
+            actor = self if worker is None else worker.state.actors.get(key, None)
+            try:
+                if not isinstance(actor, ChannelHost):
+                    raise MessageRejectedError(f"channel {name!r}: no member {to!r} on this worker")
+                endpoint = actor.channel(name)
+                if endpoint.owner != to:
+                    raise MessageRejectedError(
+                        f"channel {name!r}: a message for {to!r} was addressed to {endpoint.owner!r}"
+                    )
+                endpoint.accept(sender, token, seq, round, tag, payload)
+            except (MessageRejectedError, ConfigurationError) as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def channel_send(self, name: str, to: str, payload: Any, round: int | None = None,
                            tag: str | None = None) -> None:

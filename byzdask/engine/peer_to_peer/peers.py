@@ -24,7 +24,7 @@ from byzdask.engine.actor.channels import Channel, ChannelHost
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.node.training import _as_vector, robust_aggregate
-from byzdask.errors import MessageTimeoutError
+from byzdask.errors import ActorLostError, ConfigurationError, MessageTimeoutError
 from byzdask.pre_aggregators.base import PreAggregator
 
 __all__ = ["ByzantinePeer", "HonestPeer", "byzantine_vector", "node_name"]
@@ -63,6 +63,20 @@ def byzantine_vector(node: ByzantineNode, seen: Sequence[torch.Tensor], round_in
     return _as_vector(node.attack_vector(honest_grads=list(seen), base_grad=base, round_index=round_index))
 
 
+_DRIVER_METHODS = frozenset({"sync_round", "async_rounds", "params", "evaluate", "get_state", "set_state",
+                             "get_node", "ping"})
+
+
+def _worker_actors() -> dict[str, Any] | None:
+    """The actors of the Dask worker running this code (None outside a worker)."""
+    from distributed import get_worker
+
+    try:
+        return get_worker().state.actors
+    except ValueError:
+        return None
+
+
 def _one_torch_thread() -> None:
     # Several workers share a few cores: one intra-op thread each avoids oversubscription.
     if torch.get_num_threads() != 1:
@@ -95,6 +109,29 @@ class _Peer(ChannelHost):
     async def ping(self) -> int:
         """The node id (the driver's liveness probe)."""
         return self.node_id
+
+    async def run_many(self, method: str, calls: Sequence[tuple[str, tuple]]) -> list[Any]:
+        """Run ``method(*args)`` on several peers of this worker at once; their results or errors.
+
+        ``calls`` holds ``(actor key, args)`` per peer (this one included or not). The driver
+        makes one such call per worker instead of one per node. A peer that is not held here
+        gets an :class:`~byzdask.errors.ActorLostError` in its place.
+        """
+        if method not in _DRIVER_METHODS:
+            raise ConfigurationError(f"run_many runs one of {sorted(_DRIVER_METHODS)}, got {method!r}")
+        actors = _worker_actors()
+
+        async def one(key: str, args: tuple) -> Any:
+            peer = actors.get(key) if actors is not None else (self if len(calls) == 1 else None)
+            if not isinstance(peer, _Peer):
+                raise ActorLostError(f"peer actor {key!r} is not held by this worker")
+            return await getattr(peer, method)(*args)
+
+        results = await asyncio.gather(*(one(key, tuple(args)) for key, args in calls), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        return results
 
     async def _receive_round(self, r: int, timeout: float | None) -> list[Any]:
         """The in-neighbours' vectors of round ``r``, in id order; a missing one is an error."""

@@ -398,11 +398,27 @@ class PeerToPeer:
             await self._maybe_checkpoint()
         return info
 
-    async def _gather(self, r: int, calls: dict[int, Any]) -> dict[int, Any]:
-        results = await asyncio.gather(*calls.values(), return_exceptions=True)
-        errors = {i: e for i, e in zip(calls, results) if isinstance(e, BaseException)}
+    async def _call_all(self, method: str, args: dict[int, tuple]) -> dict[int, Any]:
+        """``method(*args[i])`` on every node ``i``: one actor call per worker, not per node."""
+        groups: dict[Any, list[int]] = {}
+        for i in args:
+            groups.setdefault(self._actors[i].worker, []).append(i)
+        calls = {}
+        for ids in groups.values():
+            first = self._actors[ids[0]]
+            calls[tuple(ids)] = first.run_many(method, [(self._actors[i].key, args[i]) for i in ids])
+        answers = await asyncio.gather(*calls.values(), return_exceptions=True)
+        results: dict[int, Any] = {}
+        for ids, answer in zip(calls, answers):
+            for k, i in enumerate(ids):
+                results[i] = answer if isinstance(answer, BaseException) else answer[k]
+        return await self._gather({i: results[i] for i in args})
+
+    async def _gather(self, results: dict[int, Any]) -> dict[int, Any]:
+        """The results of one call per node; the most telling error when some failed."""
+        errors = {i: e for i, e in results.items() if isinstance(e, BaseException)}
         if not errors:
-            return dict(zip(calls, results))
+            return results
         for error in errors.values():
             if not isinstance(error, Exception):
                 raise error
@@ -424,14 +440,13 @@ class PeerToPeer:
     async def _sync_round(self, r: int) -> dict[str, Any]:
         lr = _lr_at(self.lr, r)
         top = self.topology
-        calls = {}
+        args = {}
         for i in range(top.n):
-            ref = self._actors[i]
             if top.is_byzantine(i):
-                calls[i] = ref.sync_round(r, self.round_timeout)
+                args[i] = (r, self.round_timeout)
             else:
-                calls[i] = ref.sync_round(r, lr, self.weight_decay, self.round_timeout)
-        results = await self._gather(r, calls)
+                args[i] = (r, lr, self.weight_decay, self.round_timeout)
+        results = await self._call_all("sync_round", args)
         honest = [results[i] for i in top.honest_ids]
         self.round_index = r + 1
         return {
@@ -445,14 +460,13 @@ class PeerToPeer:
     async def _async_rounds(self, first: int, count: int) -> dict[str, Any]:
         lrs = [_lr_at(self.lr, t) for t in range(first, first + count)]
         top = self.topology
-        calls = {}
+        args = {}
         for i in range(top.n):
-            ref = self._actors[i]
             if top.is_byzantine(i):
-                calls[i] = ref.async_rounds(first, count, self.round_timeout, self.staleness)
+                args[i] = (first, count, self.round_timeout, self.staleness)
             else:
-                calls[i] = ref.async_rounds(first, lrs, self.weight_decay, self.round_timeout, self.staleness)
-        results = await self._gather(first, calls)
+                args[i] = (first, lrs, self.weight_decay, self.round_timeout, self.staleness)
+        results = await self._call_all("async_rounds", args)
         honest = [results[i] for i in top.honest_ids]
         self.round_index = first + count
         return {
@@ -470,7 +484,7 @@ class PeerToPeer:
             return
         if self.round_index // k > self._checkpoint[0] // k:
             ids = sorted(self._actors)
-            states = await self._gather(self.round_index, {i: self._actors[i].get_state() for i in ids})
+            states = await self._call_all("get_state", {i: () for i in ids})
             self._checkpoint = (self.round_index, states)
             logger.debug("peer-to-peer checkpoint at round %d", self.round_index)
 
@@ -484,7 +498,7 @@ class PeerToPeer:
             self._actors[i] = await self._spawn(i, addresses[k % len(addresses)])
         self._generation += 1
         await self._open()
-        await self._gather(round_index, {i: self._actors[i].set_state(states[i]) for i in sorted(self._actors)})
+        await self._call_all("set_state", {i: (states[i],) for i in sorted(self._actors)})
         self.round_index = round_index
         self.recoveries += 1
 
@@ -495,7 +509,7 @@ class PeerToPeer:
             return self._reference.honest_params()
         await self.start()
         ids = self.topology.honest_ids
-        return list((await self._gather(self.round_index, {i: self._actors[i].params() for i in ids})).values())
+        return list((await self._call_all("params", {i: () for i in ids})).values())
 
     async def fetch_nodes(self) -> list[HonestNode]:
         """Copies of the honest nodes as trained so far, in honest id order."""
@@ -503,7 +517,7 @@ class PeerToPeer:
             return [copy.deepcopy(node) for node in self.honest_nodes]
         await self.start()
         ids = self.topology.honest_ids
-        return list((await self._gather(self.round_index, {i: self._actors[i].get_node() for i in ids})).values())
+        return list((await self._call_all("get_node", {i: () for i in ids})).values())
 
     async def evaluate(self) -> dict[str, float]:
         """Every honest model on the test split: ``{"accuracy": mean, "worst_accuracy": min, "loss": mean}``."""
@@ -513,7 +527,7 @@ class PeerToPeer:
             return await asyncio.to_thread(self._reference.evaluate)
         await self.start()
         ids = self.topology.honest_ids
-        results = list((await self._gather(self.round_index, {i: self._actors[i].evaluate() for i in ids})).values())
+        results = list((await self._call_all("evaluate", {i: () for i in ids})).values())
         accs = [a for a, _ in results]
         return {"accuracy": float(np.mean(accs)), "worst_accuracy": float(np.min(accs)),
                 "loss": float(np.mean([loss for _, loss in results]))}
