@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from byzdask.aggregators.base import Aggregator
@@ -27,7 +29,7 @@ from byzdask.engine.node.training import _as_vector, robust_aggregate
 from byzdask.errors import ActorLostError, ConfigurationError, MessageTimeoutError
 from byzdask.pre_aggregators.base import PreAggregator
 
-__all__ = ["ByzantinePeer", "HonestPeer", "byzantine_vector", "node_name"]
+__all__ = ["ByzantinePeer", "HonestPeer", "byzantine_vector", "node_name", "pack", "unpack"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,45 @@ def byzantine_vector(node: ByzantineNode, seen: Sequence[torch.Tensor], round_in
 
 _DRIVER_METHODS = frozenset({"sync_round", "async_rounds", "params", "evaluate", "get_state", "set_state",
                              "get_node", "ping"})
+
+
+#: Values with fewer tensor / array bytes than this cross as one pickled blob (see :func:`pack`).
+PICKLE_BELOW = 1 << 20
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    return 0
+
+
+def pack(value: Any) -> Any:
+    """``value`` as one pickled blob when its tensors are small, else ``value`` itself.
+
+    Dask serializes each element of a list or dict argument (or result) of an actor call on
+    its own, about 0.1 ms apiece; one blob of small vectors costs a tenth of that. Large
+    tensors keep Dask's zero-copy path. :func:`unpack` reverses it.
+
+    Examples
+    --------
+    >>> blob = pack([{"v": torch.ones(3)}, 2.5])
+    >>> isinstance(blob, bytes), unpack(blob)[1]
+    (True, 2.5)
+    """
+    if _nbytes(value) >= PICKLE_BELOW:
+        return value
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(value: Any) -> Any:
+    """The value :func:`pack` was given (unpickled from a peer of the same Dask cluster)."""
+    return pickle.loads(value) if isinstance(value, bytes) else value
 
 
 def _worker_actors() -> dict[str, Any] | None:
@@ -110,13 +151,15 @@ class _Peer(ChannelHost):
         """The node id (the driver's liveness probe)."""
         return self.node_id
 
-    async def run_many(self, method: str, calls: Sequence[tuple[str, tuple]]) -> list[Any]:
-        """Run ``method(*args)`` on several peers of this worker at once; their results or errors.
+    async def run_many(self, request: Any) -> Any:
+        """Run one method on several peers of this worker at once; their results or errors, in order.
 
-        ``calls`` holds ``(actor key, args)`` per peer (this one included or not). The driver
-        makes one such call per worker instead of one per node. A peer that is not held here
-        gets an :class:`~byzdask.errors.ActorLostError` in its place.
+        ``request`` is :func:`pack` of ``(method, [(actor key, args), ...])`` (this peer
+        included or not), the answer :func:`pack` of the list of results. The driver makes
+        one such call per worker instead of one per node. A peer that is not held here gets
+        an :class:`~byzdask.errors.ActorLostError` in its place.
         """
+        method, calls = unpack(request)
         if method not in _DRIVER_METHODS:
             raise ConfigurationError(f"run_many runs one of {sorted(_DRIVER_METHODS)}, got {method!r}")
         actors = _worker_actors()
@@ -131,7 +174,7 @@ class _Peer(ChannelHost):
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result
-        return results
+        return pack(results)
 
     async def _receive_round(self, r: int, timeout: float | None) -> list[Any]:
         """The in-neighbours' vectors of round ``r``, in id order; a missing one is an error."""

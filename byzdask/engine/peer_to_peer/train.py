@@ -35,7 +35,13 @@ from byzdask.engine.node.training import (
     _per_node,
     consensus_distance,
 )
-from byzdask.engine.peer_to_peer.peers import ByzantinePeer, HonestPeer, node_name
+from byzdask.engine.peer_to_peer.peers import (
+    ByzantinePeer,
+    HonestPeer,
+    node_name,
+    pack,
+    unpack,
+)
 from byzdask.engine.peer_to_peer.topology import Topology
 from byzdask.errors import ActorLostError, ConfigurationError, MessageTimeoutError
 from byzdask.pre_aggregators.base import PreAggregator
@@ -406,10 +412,12 @@ class PeerToPeer:
         calls = {}
         for ids in groups.values():
             first = self._actors[ids[0]]
-            calls[tuple(ids)] = first.run_many(method, [(self._actors[i].key, args[i]) for i in ids])
+            calls[tuple(ids)] = first.run_many(pack((method, [(self._actors[i].key, args[i]) for i in ids])))
         answers = await asyncio.gather(*calls.values(), return_exceptions=True)
         results: dict[int, Any] = {}
         for ids, answer in zip(calls, answers):
+            if not isinstance(answer, BaseException):
+                answer = unpack(answer)
             for k, i in enumerate(ids):
                 results[i] = answer if isinstance(answer, BaseException) else answer[k]
         return await self._gather({i: results[i] for i in args})
