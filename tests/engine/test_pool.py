@@ -301,7 +301,7 @@ async def test_jobqueue_cluster_is_scaled_and_not_closed():
     from dask_jobqueue.local import LocalCluster as JobQueueLocalCluster
 
     async with JobQueueLocalCluster(cores=1, memory="1GB", processes=1, asynchronous=True,
-                                    host="127.0.0.1", scheduler_options={"dashboard_address": "127.0.0.1:0"}) as cluster:
+                                    scheduler_options={"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}) as cluster:
         async with ActorPool([ActorPoolConfig(cluster, count=1, capabilities=["cpu"])]) as pool:
             assert pool.size == 1
             assert await pool.client.submit(pow, 2, 6, resources={"cpu": 1}) == 64
