@@ -105,45 +105,98 @@ def _names(kind: str) -> list[str]:
     return list({"aggregator": AGGREGATORS, "pre-aggregator": PRE_AGGREGATORS, "attack": ATTACKS}[kind])
 
 
+def _with_jobqueue_options(command):
+    """The job-queue options (``--jobs``, ``--queue``, ``--walltime``...) of ``--cluster slurm|pbs|...``."""
+    from byzdask.experiments.hpc import click_options
+
+    return click_options(jobs=True)(command)
+
+
+def _jobqueue_settings(cluster: str, options: dict) -> dict:
+    """Remove the job-queue options from ``options``; return those given as ``byzdask.jobqueue.*`` settings.
+
+    The cluster that ``make_pool`` builds for a batch system reads them from dask.config.
+    """
+    from byzdask.experiments.hpc import SYSTEMS, pop_click_options
+
+    given = pop_click_options(options)
+    if given and cluster not in SYSTEMS:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{flags} apply to a job-queue cluster (--cluster {'|'.join(SYSTEMS)}), "
+                               f"not to --cluster {cluster}")
+    return {f"byzdask.jobqueue.{name.replace('_', '-')}": value for name, value in given.items()}
+
+
+class _ConfigOption(click.Option):
+    """An option whose default is the option ``byzdask.<key>`` of dask.config, read when the command
+    runs; ``--help`` shows the value in effect (set in byzdask.yaml, ~/.config/dask/*.yaml, a
+    ``DASK_BYZDASK__...`` variable or ``dask.config.set``)."""
+
+    def get_default(self, ctx: click.Context, call: bool = True):
+        return super().get_default(ctx, call=True)
+
+
+def _config_option(*decls: str, key: str, help: str = "", none_as: str | None = None, **kwargs):
+    """``click.option`` with ``default=`` the dask.config option ``byzdask.<key>`` (read at call time).
+
+    ``none_as``: the value that a null stands for (dask reads the variable value ``none`` as null).
+    """
+    def default():
+        from byzdask import config
+
+        value = config.get(key)
+        return none_as if value is None and none_as is not None else value
+
+    text = f"{help}  (byzdask.{key})" if help else f"(byzdask.{key})"
+    return click.option(*decls, cls=_ConfigOption, default=default, show_default=True, help=text, **kwargs)
+
+
+def _train_option(*decls: str, **kwargs):
+    name = next(d for d in decls if d.startswith("--")).lstrip("-").split("/")[0]
+    return _config_option(*decls, key=f"train.{name}", **kwargs)
+
+
 @main.command()
-@click.option("--mode", type=click.Choice(["ps", "p2p"]), default="ps", show_default=True,
-              help="parameter server or peer-to-peer")
-@click.option("--aggregator", type=click.Choice(_names("aggregator")), default="cwtm", show_default=True)
-@click.option("--pre-aggregator", "pre_aggregators", type=click.Choice(_names("pre-aggregator")), multiple=True,
-              help="applied in the order given (repeat the option)")
-@click.option("--attack", type=click.Choice(["none", *_names("attack")]), default="little", show_default=True)
-@click.option("--honest", default=10, show_default=True, help="honest nodes")
-@click.option("--byzantine", default=3, show_default=True, help="Byzantine nodes")
-@click.option("-f", "f", type=int, default=None, help="f given to the rules  [default: --byzantine]")
-@click.option("--rounds", default=30, show_default=True)
-@click.option("--lr", default=0.5, show_default=True)
-@click.option("--momentum", default=0.9, show_default=True, help="worker momentum of the honest nodes")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--weight-decay", default=0.0, show_default=True)
-@click.option("--partition", type=click.Choice(["iid", "dirichlet"]), default="iid", show_default=True)
-@click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (non-IID)")
-@click.option("--topology", default="complete", show_default=True,
-              help="p2p: complete, ring[:k], kregular:k, erdos-renyi:p, torus:RxC")
-@click.option("--model", type=click.Choice(["logreg", "mlp", "cnn"]), default="logreg", show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--cluster", default="local", show_default=True,
-              help="local (worker processes), thread, none, tcp://host:port, or slurm/pbs/sge/lsf/...")
-@click.option("--workers", default=2, show_default=True, help="workers of a cluster byzdask starts")
-@click.option("--eval-every", default=5, show_default=True)
+@_train_option("--mode", type=click.Choice(["ps", "p2p"]), help="parameter server or peer-to-peer")
+@_train_option("--aggregator", type=click.Choice(_names("aggregator")))
+@_config_option("--pre-aggregator", "pre_aggregators", key="train.pre-aggregators",
+                type=click.Choice(_names("pre-aggregator")), multiple=True,
+                help="applied in the order given (repeat the option)")
+@_train_option("--attack", type=click.Choice(["none", *_names("attack")]))
+@_train_option("--honest", type=int, help="honest nodes")
+@_train_option("--byzantine", type=int, help="Byzantine nodes")
+@_config_option("-f", "f", key="train.f", type=int, help="f given to the rules; null: --byzantine")
+@_train_option("--rounds", type=int)
+@_train_option("--lr", type=float)
+@_train_option("--momentum", type=float, help="worker momentum of the honest nodes")
+@_train_option("--batch-size", type=int)
+@_train_option("--weight-decay", type=float)
+@_train_option("--partition", type=click.Choice(["iid", "dirichlet"]))
+@_train_option("--alpha", type=float, help="Dirichlet concentration (non-IID)")
+@_train_option("--topology", help="p2p: complete, ring[:k], kregular:k, erdos-renyi:p, torus:RxC")
+@_train_option("--model", type=click.Choice(["logreg", "mlp", "cnn"]))
+@_train_option("--seed", type=int)
+@_train_option("--cluster", none_as="none", help="local (worker processes), thread, none, tcp://host:port, or slurm/pbs/sge/lsf/...")
+@_train_option("--workers", type=int, help="workers of a cluster byzdask starts (not of a job queue)")
+@_train_option("--eval-every", type=int)
 @click.option("--aggregator-kwargs", callback=_json_object, help='JSON, e.g. \'{"f": 2}\'')
 @click.option("--attack-kwargs", callback=_json_object, help='JSON, e.g. \'{"sigma": 200}\'')
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="write config, history and final accuracy here")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar of the rounds")
+@_train_option("--progress/--no-progress", help="progress bar of the rounds")
+@_with_jobqueue_options
 def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...], **options) -> None:
     """Train a model on the digits data with honest and Byzantine nodes; print the accuracy.
 
-    The defaults: 10 honest + 3 Byzantine nodes (attack "little"), coordinate-wise trimmed
-    mean, logistic regression, 30 parameter-server rounds on a local cluster of 2 worker
-    processes that the command starts and closes.
+    The defaults (byzdask.train in dask.config, e.g. DASK_BYZDASK__TRAIN__ROUNDS=100): 10
+    honest + 3 Byzantine nodes (attack "little"), coordinate-wise trimmed mean, logistic
+    regression, 30 parameter-server rounds on a local cluster of 2 worker processes that the
+    command starts and closes. With --cluster slurm|pbs|sge|lsf|... the job-queue options
+    (--jobs, --queue, --walltime...; defaults in byzdask.jobqueue) describe the batch jobs.
 
     Examples: byzdask train; byzdask train --aggregator gm --attack inf --cluster thread;
-    byzdask train --mode p2p --topology ring:2 --json run.json
+    byzdask train --mode p2p --topology ring:2 --json run.json;
+    byzdask train --cluster slurm --jobs 2 --queue short --walltime 00:30:00
     """
     import json
     import logging
@@ -161,12 +214,14 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
     from byzdask.errors import ByzdaskError
     from byzdask.train import TrainConfig, run_training
 
+    jobqueue = _jobqueue_settings(options["cluster"], options)
     config = TrainConfig(pre_aggregators=tuple(pre_aggregators), **options)
     chain = " -> ".join([*config.pre_aggregators, config.aggregator])
     click.echo(f"byzdask train: {config.mode}, {config.honest} honest + {config.byzantine} Byzantine "
                f"({config.attack}), {chain} (f={config.resolved_f()}), {config.model}, {config.rounds} rounds")
     try:
-        result = run_training(config, progress=progress, echo=click.echo)
+        with dask.config.set(jobqueue):
+            result = run_training(config, progress=progress, echo=click.echo)
     except ByzdaskError as exc:
         raise click.ClickException(str(exc)) from exc
     final = result["final_accuracy"]
@@ -180,29 +235,36 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
 
 @main.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
-@click.option("--cluster", default="local", show_default=True,
-              help="local (worker processes), thread, tcp://host:port, or slurm/pbs/sge/lsf/...")
+@_config_option("--cluster", key="sweep.cluster",
+                help="local (worker processes), thread, tcp://host:port, or slurm/pbs/sge/lsf/...")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="output directory (runs/, results.nc)  [default: ./<config name>-sweep]")
-@click.option("--workers", type=int, default=None,
-              help="workers of a cluster byzdask starts  [default: byzdask.sweep.workers, else the CPU count]")
-@click.option("--retry-failed/--no-retry-failed", default=True, show_default=True,
-              help="on resume, run again the runs that failed")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar of the runs")
+@_config_option("--workers", key="sweep.workers", type=int,
+                help="workers of a cluster byzdask starts (not of a job queue); null: the CPU count")
+@_config_option("--retry-failed/--no-retry-failed", key="sweep.retry-failed",
+                help="on resume, run again the runs that failed")
+@_config_option("--progress/--no-progress", key="sweep.progress", help="progress bar of the runs")
+@_with_jobqueue_options
 def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, retry_failed: bool,
-          progress: bool) -> None:
+          progress: bool, **jobqueue_options) -> None:
     """Run a sweep (rules x pre-aggregators x attacks x f x partitions x seeds) on a Dask cluster.
 
     Each training is one Dask task. Finished runs are stored in OUT/runs/ and not run again when
     the command is repeated; the results go to OUT/results.nc (an xarray Dataset). Prints the
     worst case over attacks of the final accuracy (mean over seeds).
 
+    Defaults of the options are in byzdask.sweep (dask.config); with --cluster
+    slurm|pbs|sge|lsf|... the job-queue options (--jobs, --queue, --walltime...; defaults in
+    byzdask.jobqueue) describe the batch jobs.
+
     Examples: byzdask sweep examples/sweeps/nnm_heterogeneity.yaml --workers 2;
-    byzdask sweep sweep.yaml --cluster thread --out results/
+    byzdask sweep sweep.yaml --cluster thread --out results/;
+    byzdask sweep sweep.yaml --cluster slurm --jobs 4 --cores 8 --processes 8 --walltime 02:00:00
     """
     import logging
     import os
 
+    import dask
     import distributed  # noqa: F401  (configures its loggers on import: quieten them after)
 
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -213,11 +275,13 @@ def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, 
     from byzdask.experiments.config import load_config
     from byzdask.experiments.sweep import run_sweep
 
+    jobqueue = _jobqueue_settings(cluster, jobqueue_options)
     try:
         config = load_config(config_path)
         out = out or f"{config.name}-sweep"
-        ds = run_sweep(config, cluster=cluster, workers=workers, out=out, retry_failed=retry_failed,
-                       progress=progress, echo=click.echo)
+        with dask.config.set(jobqueue):
+            ds = run_sweep(config, cluster=cluster, workers=workers, out=out, retry_failed=retry_failed,
+                           progress=progress, echo=click.echo)
     except ByzdaskError as exc:
         raise click.ClickException(str(exc)) from exc
     status, errors, keys = (ds[v].values.ravel() for v in ("status", "error", "run_key"))
