@@ -224,16 +224,22 @@ def restore_like(result: Any, batch: Batch, *, shape: tuple | None = None) -> An
 def finite_rows(matrix: Any, xp: Any = np) -> Any:
     """Boolean mask of the rows of ``matrix`` that hold only finite values.
 
-    One cheap pass: a row sum is finite unless the row holds NaN/Inf or overflows; only rows whose
-    sum is not finite are checked element by element.
+    One cheap pass: the row sums as one BLAS matrix-vector product with a vector of ones (NaN and
+    Inf propagate through it; about twice as fast as ``matrix.sum(axis=1)``, which sums pairwise);
+    a row sum is finite unless the row holds NaN/Inf or overflows, and only rows whose sum is not
+    finite are checked element by element.
 
     Examples
     --------
     >>> finite_rows(np.array([[1.0, 2.0], [np.nan, 0.0], [3e38, 3e38]], dtype=np.float32)).tolist()
     [True, False, True]
     """
+    d = matrix.shape[1] if matrix.ndim == 2 else 0
     with np.errstate(over="ignore", invalid="ignore"):
-        sums = matrix.sum(axis=1)
+        if d and matrix.dtype in _FLOATS:
+            sums = matrix @ xp.ones(d, dtype=matrix.dtype)
+        else:
+            sums = matrix.sum(axis=1)
     ok = xp.isfinite(sums)
     if bool(ok.all()):
         return ok
