@@ -67,8 +67,10 @@ class GeometricMedian(Aggregator):
     eps : float, default 1e-12
         Floor on the distances (absolute, ByzFL's ``nu``); keeps the weights finite when the
         iterate lands on an input.
-    init : {"median", "mean", "zero"}, default "median"
-        Starting point: the coordinate-wise median, the mean, or the origin. Weiszfeld steps
+    init : {"mean", "median", "zero"}, default "mean"
+        Starting point: the mean, the coordinate-wise median, or the origin. The minimiser does
+        not depend on it (to ``tol``); ``"mean"`` costs nothing, ``"median"`` a coordinate-wise
+        median pass (more than the Gram matrix itself), which is why it is not the default. Weiszfeld steps
         barely move an iterate that sits on an input (its weight is ``1/eps``), so when the
         coordinate-wise median lies on an input (closer to it than 1e-3 times the rms distance
         of the inputs to the median; common in low dimension with odd n), the iterations start
@@ -106,7 +108,7 @@ class GeometricMedian(Aggregator):
     name = "geometric_median"
     kind = "gram"
 
-    def __init__(self, *, tol: float = 1e-6, max_iter: int = 256, eps: float = 1e-12, init: str = "median") -> None:
+    def __init__(self, *, tol: float = 1e-6, max_iter: int = 256, eps: float = 1e-12, init: str = "mean") -> None:
         self.tol = _real(tol, "tol", positive=False)
         self.max_iter = _count(max_iter, "max_iter")
         self.eps = _real(eps, "eps", positive=True)
