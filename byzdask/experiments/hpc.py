@@ -415,7 +415,13 @@ def _owning_pool_class() -> type:
             finally:
                 cluster, self._jobqueue_cluster = self._jobqueue_cluster, None
                 if cluster is not None:
-                    await asyncio.to_thread(cluster.close)
+                    timeout = float(byz_config.get("jobqueue.close-timeout", default=60))
+                    try:
+                        await asyncio.wait_for(asyncio.to_thread(cluster.close, timeout=timeout), timeout + 5)
+                    except TimeoutError:
+                        # never hang the caller; say which cluster may still hold jobs
+                        logger.warning("the job-queue cluster %r did not close within %s s; "
+                                       "check the batch system for its jobs", cluster, timeout)
 
     return JobQueuePool
 
