@@ -19,9 +19,11 @@ so a retried delivery is dropped and each message is taken by exactly one ``recv
 speaks at most once per (round, tag): a second message is rejected (no equivocation).
 
 Payloads travel as separate arguments of one actor call, so numpy arrays and CPU torch tensors
-(and plain lists / dicts of them) cross as zero-copy buffers. A broadcast makes one call per
-receiving worker (not per receiver), which hands the payload to each of its receivers' endpoints;
-each endpoint checks its own edge token. Between two actors of the same worker the payload is
+(and plain lists / dicts of them) cross as zero-copy buffers. Messages to actors of another
+worker go through that worker's outbox: whatever the endpoints of one worker send to another
+worker within one turn of the event loop leaves as one actor call (a broadcast's payload once
+per receiving worker), and the receiving worker hands each message to its receivers' endpoints,
+each of which checks its own edge token and sequence number. Between two actors of the same worker the payload is
 handed over by reference: treat received payloads as read-only.
 
 Members are actors whose class derives from :class:`ChannelHost`.
@@ -46,7 +48,7 @@ from byzdask.errors import (
     MessageTimeoutError,
 )
 
-__all__ = ["Channel", "ChannelHost", "ChannelInfo", "Mailbox", "Message", "edges_of", "open_channel"]
+__all__ = ["Channel", "ChannelHost", "ChannelInfo", "Mailbox", "Message", "edges_of", "open_channel", "pack", "unpack"]
 
 logger = logging.getLogger(__name__)
 
@@ -412,18 +414,15 @@ class Channel:
 
     async def _deliver(self, batch: Iterable[tuple[str, Any, int]], round: int | None, tag: str | None,
                        payload: Any) -> None:
-        """One actor call delivering ``payload`` to every receiver of ``batch`` (all on one worker)."""
-        from byzdask.engine.actor.ref import guarded
-
+        """Deliver ``payload`` to every receiver of ``batch`` (all on one worker) through the outbox."""
         batch = list(batch)
         names = [to for to, _, _ in batch]
         entries = [(handle.key, to, self._out_tokens[to], seq) for to, handle, seq in batch]
-        # The small fields go as one pickled blob: Dask serializes each element of a list
-        # argument separately, which costs ~10x more than the blob; the payload stays zero-copy.
-        header = pickle.dumps((self.name, self.owner, entries, round, tag), protocol=pickle.HIGHEST_PROTOCOL)
+        handle = batch[0][1]
+        sent = _post(getattr(handle, "_address", None), handle, (self.name, self.owner, entries, round, tag),
+                     payload, self.send_timeout)
         try:
-            call = batch[0][1].channel_deliver_many(header, payload)
-            outcome = await asyncio.wait_for(guarded(call), self.send_timeout)
+            errors = await asyncio.wait_for(asyncio.shield(sent), self.send_timeout)
         except TimeoutError as exc:
             raise MessageTimeoutError(
                 f"channel {self.name!r}: {names} did not acknowledge {self.owner!r}'s message of round "
@@ -445,7 +444,6 @@ class Channel:
                     f"deliver round {round}"
                 ) from exc
             raise
-        errors = outcome.unwrap()
         for error in errors or ():
             if error is not None:
                 raise error
@@ -517,6 +515,106 @@ def _current_worker() -> Any:
         return None
 
 
+#: Messages waiting to leave, per (event loop, sending worker, receiving worker): a list of
+#: ``(header, payload, send timeout, future)``. Whatever the endpoints of one worker send to
+#: another worker within one turn of the event loop leaves as one actor call.
+_OUTBOXES: dict[tuple[int, str | None, str | None], list[tuple[tuple, Any, float | None, asyncio.Future]]] = {}
+
+
+def _post(address: str | None, handle: Any, header: tuple, payload: Any, timeout: float | None) -> asyncio.Future:
+    """Queue one message for the actors of worker ``address``; the future gets its outcome."""
+    loop = asyncio.get_running_loop()
+    worker = _current_worker()
+    key = (id(loop), None if worker is None else worker.address, address)
+    box = _OUTBOXES.get(key)
+    if box is None or address is None:
+        box = []
+        if address is not None:
+            _OUTBOXES[key] = box
+        loop.call_soon(lambda: loop.create_task(_flush(key, handle, box)))
+    sent = loop.create_future()
+    sent.add_done_callback(_retrieve)
+    box.append((header, payload, timeout, sent))
+    return sent
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    # A sender that timed out no longer awaits its future: mark its error as seen.
+    if not future.cancelled():
+        future.exception()
+
+
+async def _flush(key: tuple, handle: Any, box: list) -> None:
+    """Send the queued messages of one outbox in one actor call and settle their futures."""
+    from byzdask.engine.actor.ref import guarded
+
+    if _OUTBOXES.get(key) is box:
+        del _OUTBOXES[key]
+    timeouts = [timeout for _, _, timeout, _ in box]
+    limit = None if any(t is None for t in timeouts) else max(timeouts)
+    headers = pickle.dumps([header for header, _, _, _ in box], protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        call = handle.channel_deliver_batch(headers, pack([payload for _, payload, _, _ in box]))
+        results = (await asyncio.wait_for(guarded(call), limit)).unwrap()
+    except BaseException as exc:
+        for _, _, _, sent in box:
+            if not sent.done():
+                sent.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    for k, (_, _, _, sent) in enumerate(box):
+        if not sent.done():
+            sent.set_result(None if results is None else results[k])
+
+
+#: Values with fewer tensor / array bytes than this cross as one pickled blob (see :func:`pack`).
+PICKLE_BELOW = 1 << 20
+
+
+def _packable_bytes(value: Any) -> int | None:
+    """Bytes of the arrays in ``value``; None when one is not in host memory."""
+    if isinstance(value, (list, tuple)):
+        parts = [_packable_bytes(v) for v in value]
+    elif isinstance(value, dict):
+        parts = [_packable_bytes(v) for v in value.values()]
+    elif isinstance(value, (str, bytes, int, float, bool, type(None))):
+        return 0
+    else:
+        device = getattr(value, "device", "cpu")
+        if str(device) != "cpu":
+            return None
+        return int(getattr(value, "nbytes", 0))
+    return None if any(p is None for p in parts) else sum(parts)
+
+
+def pack(value: Any) -> Any:
+    """``value`` as one pickled blob when its arrays are small and in host memory, else itself.
+
+    Dask serializes each element of a list or dict argument (or result) of an actor call on
+    its own, about 0.1 ms apiece; one blob of small vectors costs a tenth of that. Large or
+    device arrays keep Dask's own (zero-copy) path. :func:`unpack` reverses it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> blob = pack([{"v": np.ones(3)}, 2.5])
+    >>> isinstance(blob, bytes), unpack(blob)[1]
+    (True, 2.5)
+    >>> isinstance(pack([np.ones(1 << 18)]), list)  # 2 MiB: left to Dask
+    True
+    """
+    size = _packable_bytes(value)
+    if size is None or size >= PICKLE_BELOW:
+        return value
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(value: Any) -> Any:
+    """The value :func:`pack` was given (unpickled: it comes from a member of the same Dask cluster)."""
+    return pickle.loads(value) if isinstance(value, bytes) else value
+
+
 class ChannelHost:
     """Mixin for actor classes that take part in channels.
 
@@ -569,34 +667,39 @@ class ChannelHost:
         """Accept a message for this actor (called by the sending endpoint)."""
         return self.channel(name).accept(sender, token, seq, round, tag, payload)
 
-    async def channel_deliver_many(self, header: bytes, payload: Any) -> list[Exception | None] | None:
-        """Accept one message for several actors of this worker (called by a sending endpoint).
+    async def channel_deliver_batch(self, headers: bytes, payloads: Any) -> list | None:
+        """Accept messages for actors of this worker (called by another worker's outbox).
 
-        ``header`` is the pickled ``(channel, sender, entries, round, tag)``, where ``entries``
-        holds ``(actor key, receiver name, edge token, sequence number)`` per receiver; each
+        ``headers`` is the pickled list of ``(channel, sender, entries, round, tag)``, one per
+        message, where ``entries`` holds ``(actor key, receiver name, edge token, sequence
+        number)`` per receiver; ``payloads`` (:func:`pack`-ed) the messages' payloads. Each
         receiver's own endpoint authenticates its entry. Returns None when every receiver took
-        the message, else, per entry, None or the error that receiver raised.
+        its message, else, per message, None or a list of per-entry outcomes (None or error).
         """
-        # Dask unpickles every actor call's arguments anyway: this blob adds no new trust.
-        name, sender, entries, round, tag = pickle.loads(header)
+        # Dask unpickles every actor call's arguments anyway: these blobs add no new trust.
+        messages = pickle.loads(headers)
+        payloads = unpack(payloads)
         worker = _current_worker()
-        outcomes: list[Exception | None] = []
-        for key, to, token, seq in entries:
-            actor = self if worker is None else worker.state.actors.get(key, None)
-            try:
-                if not isinstance(actor, ChannelHost):
-                    raise MessageRejectedError(f"channel {name!r}: no member {to!r} on this worker")
-                endpoint = actor.channel(name)
-                if endpoint.owner != to:
-                    raise MessageRejectedError(
-                        f"channel {name!r}: a message for {to!r} was addressed to {endpoint.owner!r}"
-                    )
-                endpoint.accept(sender, token, seq, round, tag, payload)
-            except (MessageRejectedError, ConfigurationError) as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-        return outcomes if any(e is not None for e in outcomes) else None
+        results: list[list[Exception | None] | None] = []
+        for (name, sender, entries, round, tag), payload in zip(messages, payloads):
+            outcomes: list[Exception | None] = []
+            for key, to, token, seq in entries:
+                actor = self if worker is None else worker.state.actors.get(key, None)
+                try:
+                    if not isinstance(actor, ChannelHost):
+                        raise MessageRejectedError(f"channel {name!r}: no member {to!r} on this worker")
+                    endpoint = actor.channel(name)
+                    if endpoint.owner != to:
+                        raise MessageRejectedError(
+                            f"channel {name!r}: a message for {to!r} was addressed to {endpoint.owner!r}"
+                        )
+                    endpoint.accept(sender, token, seq, round, tag, payload)
+                except (MessageRejectedError, ConfigurationError) as exc:
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(None)
+            results.append(outcomes if any(e is not None for e in outcomes) else None)
+        return results if any(r is not None for r in results) else None
 
     async def channel_send(self, name: str, to: str, payload: Any, round: int | None = None,
                            tag: str | None = None) -> None:

@@ -3,8 +3,9 @@
 :class:`HonestPeer` and :class:`ByzantinePeer` are Dask actors (via
 :class:`~byzdask.engine.graph.pool.ActorPool`) that exchange their vectors through one
 :mod:`channel <byzdask.engine.actor.channels>`. Their methods are ``async`` and never block on
-another actor; torch work runs through :func:`asyncio.to_thread` so the worker keeps serving
-messages meanwhile. :class:`~byzdask.engine.peer_to_peer.train.PeerToPeer` drives them; the
+another actor; torch work that took more than ``INLINE_BELOW`` seconds last time runs through
+:func:`asyncio.to_thread` so the worker keeps serving messages meanwhile (shorter work runs
+inline: a thread hop costs more than a small model's step). :class:`~byzdask.engine.peer_to_peer.train.PeerToPeer` drives them; the
 round semantics are those of :class:`~byzdask.engine.node.training.InProcessPeerToPeer`.
 """
 
@@ -13,23 +14,22 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import pickle
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from byzdask.aggregators.base import Aggregator
 from byzdask.data.dataset import Dataset
-from byzdask.engine.actor.channels import Channel, ChannelHost
+from byzdask.engine.actor.channels import Channel, ChannelHost, pack, unpack
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.node.training import _as_vector, robust_aggregate
 from byzdask.errors import ActorLostError, ConfigurationError, MessageTimeoutError
 from byzdask.pre_aggregators.base import PreAggregator
 
-__all__ = ["ByzantinePeer", "HonestPeer", "byzantine_vector", "node_name", "pack", "unpack"]
+__all__ = ["ByzantinePeer", "HonestPeer", "byzantine_vector", "node_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,44 +69,8 @@ _DRIVER_METHODS = frozenset({"sync_round", "async_rounds", "params", "evaluate",
                              "get_node", "ping"})
 
 
-#: Values with fewer tensor / array bytes than this cross as one pickled blob (see :func:`pack`).
-PICKLE_BELOW = 1 << 20
-
-
-def _nbytes(value: Any) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.element_size() * value.nelement()
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    if isinstance(value, (list, tuple)):
-        return sum(_nbytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_nbytes(v) for v in value.values())
-    return 0
-
-
-def pack(value: Any) -> Any:
-    """``value`` as one pickled blob when its tensors are small, else ``value`` itself.
-
-    Dask serializes each element of a list or dict argument (or result) of an actor call on
-    its own, about 0.1 ms apiece; one blob of small vectors costs a tenth of that. Large
-    tensors keep Dask's zero-copy path. :func:`unpack` reverses it.
-
-    Examples
-    --------
-    >>> blob = pack([{"v": torch.ones(3)}, 2.5])
-    >>> isinstance(blob, bytes), unpack(blob)[1]
-    (True, 2.5)
-    """
-    if _nbytes(value) >= PICKLE_BELOW:
-        return value
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def unpack(value: Any) -> Any:
-    """The value :func:`pack` was given (unpickled from a peer of the same Dask cluster)."""
-    return pickle.loads(value) if isinstance(value, bytes) else value
-
+#: Compute that took less than this many seconds last time runs inline (see ``_Peer._compute``).
+INLINE_BELOW = 0.002
 
 def _worker_actors() -> dict[str, Any] | None:
     """The actors of the Dask worker running this code (None outside a worker)."""
@@ -137,6 +101,32 @@ class _Peer(ChannelHost):
         self.channel_name: str | None = None
         #: Asynchronous mode: sender id -> (round, vector) of the freshest message received.
         self.latest: dict[int, tuple[int, Any]] = {}
+        #: Seconds the last run of each compute function took (see :meth:`_compute`).
+        self._durations: dict[str | None, float] = {}
+
+    async def _compute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``: inline when its last run was short, else in a thread.
+
+        A thread hop costs a fraction of a millisecond on a busy machine, more than a small
+        model's step; a long step inline would stall the worker's event loop (messages,
+        heartbeats). The first run of each function goes to a thread and is timed.
+        """
+        key = getattr(fn, "__name__", None)
+        if self._durations.get(key, INLINE_BELOW) < INLINE_BELOW:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._durations[key] = time.perf_counter() - start
+
+        def timed() -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._durations[key] = time.perf_counter() - start
+
+        return await asyncio.to_thread(timed)
 
     async def use_channel(self, name: str) -> None:
         """Speak on channel ``name`` from now on (after a recovery the driver opens a new one)."""
@@ -276,10 +266,10 @@ class HonestPeer(_Peer):
 
     async def sync_round(self, r: int, lr: float, weight_decay: float, timeout: float | None) -> dict[str, Any]:
         """Round ``r`` of the synchronous protocol; ``{"sent", "params", "mixing"}``."""
-        sent = await asyncio.to_thread(self.node.local_step, lr, weight_decay=weight_decay)
+        sent = await self._compute(self.node.local_step, lr, weight_decay=weight_decay)
         await self._channel().broadcast(sent, round=r)
         received = await self._receive_round(r, timeout)
-        new, mixing = await asyncio.to_thread(self._aggregate, sent, received)
+        new, mixing = await self._compute(self._aggregate, sent, received)
         return {"sent": sent, "params": new, "mixing": mixing}
 
     async def async_rounds(self, first: int, lrs: Sequence[float], weight_decay: float, timeout: float | None,
@@ -293,11 +283,11 @@ class HonestPeer(_Peer):
         new = None
         for k, lr in enumerate(lrs):
             t = first + k
-            sent = await asyncio.to_thread(self.node.local_step, lr, weight_decay=weight_decay)
+            sent = await self._compute(self.node.local_step, lr, weight_decay=weight_decay)
             await self._channel().broadcast(sent, round=t)
             fresh, stale = await self._collect_fresh(t - staleness, timeout)
             late += len(stale)
-            new, m = await asyncio.to_thread(self._aggregate, sent, fresh)
+            new, m = await self._compute(self._aggregate, sent, fresh)
             mixing.append(m)
         params = new if new is not None else self.node.params()
         return {"params": params, "mixing": float(sum(mixing) / max(len(mixing), 1)), "late": late}
@@ -355,7 +345,7 @@ class ByzantinePeer(_Peer):
     async def sync_round(self, r: int, timeout: float | None) -> dict[str, Any]:
         """Round ``r``: wait for this round's honest vectors, attack, send; ``{}``."""
         seen = await self._receive_round(r, timeout)
-        vector = await asyncio.to_thread(byzantine_vector, self.node, seen, r)
+        vector = await self._compute(byzantine_vector, self.node, seen, r)
         await self._channel().broadcast(vector, round=r)
         return {}
 
@@ -365,7 +355,7 @@ class ByzantinePeer(_Peer):
         for t in range(first, first + count):
             seen, stale = await self._collect_fresh(t - staleness, timeout)
             late += len(stale)
-            vector = await asyncio.to_thread(byzantine_vector, self.node, seen, t)
+            vector = await self._compute(byzantine_vector, self.node, seen, t)
             await self._channel().broadcast(vector, round=t)
         return {"late": late}
 

@@ -25,6 +25,7 @@ import numpy as np
 from byzdask import config
 from byzdask.aggregators.base import Aggregator
 from byzdask.data.dataset import Dataset
+from byzdask.engine.actor.channels import pack, unpack
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.node.training import (
@@ -35,13 +36,7 @@ from byzdask.engine.node.training import (
     _per_node,
     consensus_distance,
 )
-from byzdask.engine.peer_to_peer.peers import (
-    ByzantinePeer,
-    HonestPeer,
-    node_name,
-    pack,
-    unpack,
-)
+from byzdask.engine.peer_to_peer.peers import ByzantinePeer, HonestPeer, node_name
 from byzdask.engine.peer_to_peer.topology import Topology
 from byzdask.errors import ActorLostError, ConfigurationError, MessageTimeoutError
 from byzdask.pre_aggregators.base import PreAggregator
@@ -189,10 +184,13 @@ class PeerToPeer:
     read the trained state back. Extra state that a node subclass keeps outside its model,
     momentum buffer and minibatch counter is not checkpointed.
 
-    Cost of a synchronous round: one actor call per node (about 1 ms, DESIGN §10), one message
-    per edge (a zero-copy tensor of ``d`` floats; by reference between actors of one worker),
-    the local steps and aggregations in parallel across workers, and ``2 h`` vectors back to
-    the driver for the consensus distance.
+    Cost of a synchronous round: one driver call per worker (it runs the round of every node
+    that worker holds); vectors between actors of one worker go by reference, and what the
+    nodes of one worker send to another worker within one turn of its event loop leaves as
+    one actor call (the honest vectors in one, the Byzantine ones in another); the local steps
+    and aggregations run in parallel across workers; ``2 h`` vectors come back to the driver
+    for the consensus distance. Small vectors cross as one pickled blob, large ones zero-copy
+    (:func:`~byzdask.engine.actor.channels.pack`).
 
     Examples
     --------
