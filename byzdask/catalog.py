@@ -6,7 +6,7 @@ import inspect
 import re
 from typing import Any
 
-from byzdask.registry import ATTACKS, AGGREGATORS, PRE_AGGREGATORS, resolve
+from byzdask.registry import AGGREGATORS, ATTACKS, PRE_AGGREGATORS, resolve
 
 __all__ = ["describe", "reference_of"]
 
@@ -31,7 +31,7 @@ def reference_of(cls: type) -> str:
     'A. Author, "A paper", 2020.'
     """
     doc = inspect.getdoc(cls) or ""
-    match = re.search(r"References\n-+\n(.*?)(?:\n\s*\n|\Z)", doc, flags=re.S)
+    match = re.search(r"References\n-+\n(.*?)(?:\n\s*\n|\Z)", doc, flags=re.DOTALL)
     if not match:
         return ""
     text = " ".join(line.strip() for line in match.group(1).splitlines())

@@ -7,7 +7,7 @@ from typing import Any
 
 from byzdask.errors import ConfigurationError
 
-__all__ = ["AGGREGATORS", "PRE_AGGREGATORS", "ATTACKS", "resolve", "build"]
+__all__ = ["AGGREGATORS", "ATTACKS", "PRE_AGGREGATORS", "build", "resolve"]
 
 AGGREGATORS = {
     "average": "byzdask.aggregators.average:Average",

@@ -18,11 +18,11 @@ import numpy as np
 from byzdask.engine.graph.operator import OpContext
 
 __all__ = [
-    "assert_permutation_invariant",
-    "assert_translation_equivariant",
-    "assert_robust_to_outliers",
     "assert_finite_under_nonfinite",
+    "assert_permutation_invariant",
+    "assert_robust_to_outliers",
     "assert_subtasks_match",
+    "assert_translation_equivariant",
     "to_numpy",
 ]
 

@@ -238,7 +238,7 @@ def run_training(config: TrainConfig, *, progress: bool = True,
     >>> [h["round"] for h in out["history"]], out["final_accuracy"] > 0.8
     ([10], True)
     """
-    from byzdask.engine.graph.scheduler import run_coroutine_sync
+    from byzdask.engine.graph.scheduler import pool_loop, run_coroutine_sync
 
     echo = echo or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
@@ -256,11 +256,7 @@ def run_training(config: TrainConfig, *, progress: bool = True,
         finally:
             close = getattr(trainer, "close", None)
             if close is not None:
-                loop = None
-                if pool is not None:
-                    client_loop = getattr(pool.client, "loop", None)
-                    loop = getattr(client_loop, "asyncio_loop", client_loop)
-                run_coroutine_sync(close, loop=loop)
+                run_coroutine_sync(close, loop=pool_loop(pool))
     finally:
         if pool is not None:
             pool.shutdown_sync()

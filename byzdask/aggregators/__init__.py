@@ -2,11 +2,11 @@
 
 from byzdask.aggregators.average import Average
 from byzdask.aggregators.base import Aggregator
-from byzdask.aggregators.coordinate_wise import *  # noqa: F403
+from byzdask.aggregators.coordinate_wise import *
 from byzdask.aggregators.coordinate_wise import __all__ as _cw
-from byzdask.aggregators.geometric_wise import *  # noqa: F403
+from byzdask.aggregators.geometric_wise import *
 from byzdask.aggregators.geometric_wise import __all__ as _gw
-from byzdask.aggregators.norm_wise import *  # noqa: F403
+from byzdask.aggregators.norm_wise import *
 from byzdask.aggregators.norm_wise import __all__ as _nw
 
-__all__ = ["Aggregator", "Average", *_cw, *_gw, *_nw]
+__all__ = ["Aggregator", "Average", *_cw, *_gw, *_nw]  # noqa: PLE0604 - the subpackages' own lists

@@ -9,13 +9,13 @@ installed (otherwise they are copied to the host and the result copied back to t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from byzdask.errors import InputError
 
-__all__ = ["Batch", "as_batch", "array_family", "finite_rows", "get_cupy", "restore_like"]
+__all__ = ["Batch", "array_family", "as_batch", "finite_rows", "get_cupy", "restore_like"]
 
 _FLOATS = (np.float32, np.float64)
 
@@ -23,14 +23,14 @@ _FLOATS = (np.float32, np.float64)
 def get_cupy():
     """Return the cupy module, or None when it is not importable (or has no usable device)."""
     try:
-        import cupy  # noqa: PLC0415
-    except Exception:  # cupy missing, or installed without a CUDA driver
+        import cupy
+    except Exception:  # noqa: BLE001 - cupy missing, or installed without a CUDA driver (raises many types)
         return None
     return cupy
 
 
 def _torch():
-    import torch  # noqa: PLC0415
+    import torch
 
     return torch
 
@@ -192,12 +192,10 @@ def as_batch(inputs: Any, *, what: str = "gradients") -> Batch:
 
 def _batch_from_stacked(stacked: Any, family: str, what: str) -> Batch:
     arr, xp, dtype, device = _to_xp(stacked, family)
-    if arr.dtype not in _FLOATS:
-        if family == "numpy" or family == "cupy":
-            if arr.dtype.kind == "f":  # float16 and other floats compute in float32
-                arr = arr.astype(np.float32)
-            else:
-                raise InputError(f"{what}: expected floating-point vectors (float32 or float64), got dtype {arr.dtype}")
+    if arr.dtype not in _FLOATS and family in ("numpy", "cupy"):
+        if arr.dtype.kind != "f":
+            raise InputError(f"{what}: expected floating-point vectors (float32 or float64), got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)  # float16 and other floats compute in float32
     shape = tuple(int(s) for s in stacked.shape[1:])
     n = int(stacked.shape[0])
     d = int(np.prod(shape)) if shape else 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["column_blocks", "CACHE_BLOCK_BYTES", "FANOUT_MIN_COLUMNS"]
+__all__ = ["CACHE_BLOCK_BYTES", "FANOUT_MIN_COLUMNS", "column_blocks"]
 
 #: Bytes of one (n, b) block processed at a time inside a kernel (about an L2 cache).
 CACHE_BLOCK_BYTES = 1 << 20

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from byzdask.engine.graph.operator import OpContext, Operator
 from byzdask.kernels.arrays import Batch, as_batch

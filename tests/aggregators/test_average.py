@@ -4,7 +4,11 @@ import torch
 
 from byzdask.aggregators import Average
 from byzdask.errors import InputError
-from byzdask.testing import assert_permutation_invariant, assert_subtasks_match, assert_translation_equivariant
+from byzdask.testing import (
+    assert_permutation_invariant,
+    assert_subtasks_match,
+    assert_translation_equivariant,
+)
 
 
 def test_average_matches_mean(rng):

@@ -7,8 +7,10 @@ from byzdask.aggregators.geometric_wise.geometric_median import GeometricMedian
 __all__ += ["GeometricMedian"]
 
 from byzdask.aggregators.geometric_wise.krum import Krum, MultiKrum
-from byzdask.aggregators.geometric_wise.minimum_diameter_average import MinimumDiameterAveraging
+from byzdask.aggregators.geometric_wise.minimum_diameter_average import (
+    MinimumDiameterAveraging,
+)
 from byzdask.aggregators.geometric_wise.monna import MoNNA
 from byzdask.aggregators.geometric_wise.smea import SMEA
 
-__all__ += ["Krum", "MultiKrum", "MinimumDiameterAveraging", "MoNNA", "SMEA"]
+__all__ += ["SMEA", "Krum", "MinimumDiameterAveraging", "MoNNA", "MultiKrum"]

@@ -7,6 +7,8 @@ from byzdask.aggregators.norm_wise.center_clipping import CenteredClipping
 
 __all__ += ["CAF", "CenteredClipping"]
 
-from byzdask.aggregators.norm_wise.comparative_gradient_elimination import ComparativeGradientElimination
+from byzdask.aggregators.norm_wise.comparative_gradient_elimination import (
+    ComparativeGradientElimination,
+)
 
 __all__ += ["ComparativeGradientElimination"]

@@ -56,7 +56,7 @@ from byzdask.engine.graph.lowering import (
 from byzdask.engine.graph.message import MessageBox
 from byzdask.errors import ConfigurationError, InputError
 
-__all__ = ["MessageAwareNodeScheduler", "MessageSource", "NodeScheduler", "run_coroutine_sync"]
+__all__ = ["MessageAwareNodeScheduler", "MessageSource", "NodeScheduler", "pool_loop", "run_coroutine_sync"]
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class NodeScheduler:
         With a pool, the pool's event loop must run in another thread (e.g. a pool started by
         :class:`~byzdask.engine.executor.OperatorExecutor`); inside that loop, ``await run()``.
         """
-        loop = _client_loop(self.pool) if self.pool is not None else None
+        loop = pool_loop(self.pool) if self.pool is not None else None
         return run_coroutine_sync(lambda: self.run(inputs), loop=loop, timeout=timeout)
 
 
@@ -459,7 +459,8 @@ def _shortest_timeout(sources: list[MessageSource]) -> float | None:
 # -- running coroutines from synchronous code -----------------------------------------------
 
 
-def _client_loop(pool: Any) -> asyncio.AbstractEventLoop | None:
+def pool_loop(pool: Any) -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop that runs ``pool``'s client (None without a pool or client)."""
     client = getattr(pool, "client", None)
     loop = getattr(client, "loop", None)
     return getattr(loop, "asyncio_loop", loop)

@@ -32,7 +32,7 @@ from byzdask.data.dataset import Dataset
 from byzdask.engine.graph.graph import ComputationGraph, GraphNode, graph_input
 from byzdask.engine.graph.lowering import nbytes_of, scatter_min_bytes
 from byzdask.engine.graph.ops import CallableOp
-from byzdask.engine.graph.scheduler import NodeScheduler, run_coroutine_sync
+from byzdask.engine.graph.scheduler import NodeScheduler, pool_loop, run_coroutine_sync
 from byzdask.engine.node.base import evaluate_model
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
@@ -446,12 +446,9 @@ class ParameterServer:
     def run_sync(self, rounds: int, *, eval_every: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
                  progress: bool = True) -> list[dict[str, Any]]:
         """:meth:`run` from synchronous code (a pool started with ``start_sync()``, or none)."""
-        loop = None
-        if self.pool is not None:
-            client_loop = getattr(self.pool.client, "loop", None)
-            loop = getattr(client_loop, "asyncio_loop", client_loop)
         return run_coroutine_sync(
-            lambda: self.run(rounds, eval_every=eval_every, callback=callback, progress=progress), loop=loop
+            lambda: self.run(rounds, eval_every=eval_every, callback=callback, progress=progress),
+            loop=pool_loop(self.pool),
         )
 
     async def close(self) -> None:

@@ -590,14 +590,11 @@ class PeerToPeer:
     def run_sync(self, rounds: int, *, eval_every: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
                  progress: bool = True) -> list[dict[str, Any]]:
         """:meth:`run` from synchronous code (a pool started with ``start_sync()``, or none)."""
-        from byzdask.engine.graph.scheduler import run_coroutine_sync
+        from byzdask.engine.graph.scheduler import pool_loop, run_coroutine_sync
 
-        loop = None
-        if self.pool is not None:
-            client_loop = getattr(self.pool.client, "loop", None)
-            loop = getattr(client_loop, "asyncio_loop", client_loop)
         return run_coroutine_sync(
-            lambda: self.run(rounds, eval_every=eval_every, callback=callback, progress=progress), loop=loop
+            lambda: self.run(rounds, eval_every=eval_every, callback=callback, progress=progress),
+            loop=pool_loop(self.pool),
         )
 
     def __repr__(self) -> str:
