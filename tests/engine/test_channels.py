@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 
 import networkx as nx
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from byzdask.engine.actor import ChannelHost, Mailbox, Message, edges_of, open_channel
+from byzdask.engine.actor.channels import pack
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.errors import ConfigurationError, MessageRejectedError, MessageTimeoutError
 
@@ -115,6 +117,12 @@ class Node(ChannelHost):
         handle = channel._peers[victim]
         await handle.channel_deliver("vec", claimed_sender, b"0" * 16, 0, 0, None, "forged")
 
+    async def forge_batch(self, target_ref, claimed_sender):
+        # The same forgery through the batched path another worker's outbox uses.
+        headers = pickle.dumps([("vec", claimed_sender, [(target_ref.key, target_ref.name, b"0" * 16, 0)],
+                                 0, None)])
+        return await target_ref.handle.channel_deliver_batch(headers, pack(["forged"]))
+
     async def speak_to_non_neighbour(self, target_ref, payload):
         await target_ref.handle.channel_deliver("vec", self.channel("vec").owner, b"0" * 16, 0, 0, None, payload)
 
@@ -178,6 +186,24 @@ async def test_sender_is_stamped_by_the_channel():
             await nodes["c"].forge("b", "a")
         stats = await nodes["b"].channel_stats("vec")
         assert stats["rejected"] == 1 and stats["pending"] == 0
+
+
+async def test_a_forged_entry_inside_a_batch_is_rejected_and_the_rest_still_flows():
+    async with pool_of(protocol="tcp") as pool:
+        nodes = await spawn_nodes(pool, ["a", "b", "c"])
+        await open_channel("vec", nodes)
+        outcomes = await nodes["c"].forge_batch(nodes["b"], "a")
+        assert isinstance(outcomes[0][0], MessageRejectedError)
+        assert "claims to come from 'a'" in str(outcomes[0][0])
+        stats = await nodes["b"].channel_stats("vec")
+        assert stats["rejected"] == 1 and stats["pending"] == 0
+        # honest traffic between the two workers (batched per worker pair) is untouched
+        vectors = {n: np.full(4, i, dtype=np.float32) for i, n in enumerate(nodes)}
+        results = dict(zip(nodes, await asyncio.gather(*(nodes[n].step(0, vectors[n]) for n in nodes)), strict=True))
+        for receiver, got in results.items():
+            assert sorted(got) == sorted(set(nodes) - {receiver})
+            for sender, vector in got.items():
+                np.testing.assert_array_equal(vector, vectors[sender])
 
 
 async def test_non_neighbours_are_rejected():
