@@ -32,7 +32,7 @@ from byzdask.engine.graph.operator import OpContext, Operator
 from byzdask.engine.graph.subtask import SubTask
 from byzdask.errors import ConfigurationError, NonFiniteError, ToleranceError
 from byzdask.kernels.arrays import Batch, as_batch, finite_rows
-from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks
+from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks, kernel_blocks
 from byzdask.kernels.gram import combine, gram_matrix, gram_partial
 
 __all__ = ["Aggregator", "Prepared", "check_f"]
@@ -168,7 +168,7 @@ class Aggregator(Operator):
         if self.kind == "columnwise":
             x = prep.matrix
             out = xp.empty(x.shape[1], dtype=x.dtype)
-            for sl in column_blocks(x.shape[1], n_rows=x.shape[0], itemsize=x.dtype.itemsize):
+            for sl in kernel_blocks(x.shape[1], n_rows=x.shape[0], itemsize=x.dtype.itemsize, xp=xp):
                 out[sl] = self.column_kernel(x[:, sl], prep.f, xp)
             return out
         if self.kind == "gram":
@@ -251,6 +251,6 @@ def _column_task(rule: Aggregator, block: Any, f: int | None) -> Any:
 
         xp = get_cupy()
     out = xp.empty(block.shape[1], dtype=block.dtype)
-    for sl in column_blocks(block.shape[1], n_rows=block.shape[0], itemsize=block.dtype.itemsize):
+    for sl in kernel_blocks(block.shape[1], n_rows=block.shape[0], itemsize=block.dtype.itemsize, xp=xp):
         out[sl] = rule.column_kernel(block[:, sl], f, xp)
     return out

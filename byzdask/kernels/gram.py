@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from byzdask.kernels.blocks import column_blocks
+from byzdask.kernels.blocks import column_blocks, kernel_blocks
 
 __all__ = ["ORIGIN", "combine", "gram_matrix", "gram_partial", "sq_distances"]
 
@@ -131,7 +131,7 @@ def gram_matrix(matrix: Any, extra: Any | None = None, xp: Any = np, *, blocks: 
         return _host_gram(matrix, extra, blocks)
     if blocks is None:
         rows = m + 1 + (0 if extra is None else extra.shape[0])
-        blocks = column_blocks(d, n_rows=rows, itemsize=matrix.dtype.itemsize)
+        blocks = kernel_blocks(d, n_rows=rows, itemsize=matrix.dtype.itemsize, xp=xp)
     total = None
     for sl in blocks:
         part = gram_partial(matrix[:, sl], None if extra is None else extra[:, sl], xp)

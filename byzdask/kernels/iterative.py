@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from byzdask.kernels.blocks import column_blocks
+from byzdask.kernels.blocks import kernel_blocks
 from byzdask.kernels.coordinate import coordinate_median as block_median
 
 __all__ = [
@@ -290,6 +290,6 @@ def coordinate_median(matrix: Any, xp: Any = np) -> Any:
     """
     m, d = matrix.shape
     out = xp.empty(d, dtype=matrix.dtype)
-    for sl in column_blocks(d, n_rows=m, itemsize=matrix.dtype.itemsize):
+    for sl in kernel_blocks(d, n_rows=m, itemsize=matrix.dtype.itemsize, xp=xp):
         out[sl] = block_median(matrix[:, sl], xp)
     return out
