@@ -42,6 +42,7 @@ from byzdask.engine.node.training import (
     robust_aggregate,
     sgd_update,
 )
+from byzdask.engine.progress import round_progress
 from byzdask.errors import ConfigurationError
 from byzdask.models.vectors import set_flat_params
 from byzdask.pre_aggregators.base import PreAggregator
@@ -422,7 +423,7 @@ class ParameterServer:
         _check_count(rounds, "rounds", 0)
         _check_count(eval_every, "eval_every", 1)
         records: list[dict[str, Any]] = []
-        bar = _progress_bar(rounds, progress)
+        bar = round_progress(rounds, progress, desc="rounds")
         try:
             for k in range(1, rounds + 1):
                 await self.round()
@@ -470,10 +471,3 @@ class ParameterServer:
         return (f"ParameterServer({len(self.honest_nodes)} honest, {len(self.byzantine_nodes)} Byzantine, "
                 f"{type(self.aggregator).__name__}, round {self.round_index}, {where})")
 
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="rounds", unit="round", leave=True)

@@ -38,6 +38,7 @@ from byzdask.engine.node.training import (
 )
 from byzdask.engine.peer_to_peer.peers import ByzantinePeer, HonestPeer, node_name
 from byzdask.engine.peer_to_peer.topology import Topology
+from byzdask.engine.progress import round_progress
 from byzdask.errors import ActorLostError, ConfigurationError, MessageTimeoutError
 from byzdask.pre_aggregators.base import PreAggregator
 
@@ -561,7 +562,7 @@ class PeerToPeer:
         _count(rounds, "rounds", 0)
         _count(eval_every, "eval_every", 1)
         records: list[dict[str, Any]] = []
-        bar = _progress_bar(rounds, progress)
+        bar = round_progress(rounds, progress, desc="p2p rounds")
         try:
             done = 0
             while done < rounds:
@@ -602,10 +603,3 @@ class PeerToPeer:
         return (f"PeerToPeer({len(self.honest_nodes)} honest, {len(self.byzantine_nodes)} Byzantine, "
                 f"{self.topology!r}, mode={self.mode!r}, round {self.round_index}, {where})")
 
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="p2p rounds", unit="round", leave=True)
