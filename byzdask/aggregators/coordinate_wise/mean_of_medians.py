@@ -57,9 +57,6 @@ class MeanOfMedians(Aggregator):
         self.f = check_f(f)
         self._repr_params = {"f": self.f}
 
-    def max_f(self, n: int) -> int:
-        """The largest f that ``n`` inputs allow: ``(n - 1) // 2`` (n > 2f)."""
-        return max(0, (int(n) - 1) // 2)
 
     def column_kernel(self, block: Any, f: int | None, xp: Any) -> Any:
         return coordinate_mean_of_medians(block, int(f), xp)

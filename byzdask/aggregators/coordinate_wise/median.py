@@ -48,9 +48,6 @@ class CoordinateWiseMedian(Aggregator):
         self.f = None
         self._repr_params = {}
 
-    def max_f(self, n: int) -> int:
-        """The largest number of Byzantine inputs tolerated among ``n``: ``(n - 1) // 2``."""
-        return max(0, (int(n) - 1) // 2)
 
     def column_kernel(self, block: Any, f: int | None, xp: Any) -> Any:
         return coordinate_median(block, xp)
