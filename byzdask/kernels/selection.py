@@ -357,50 +357,12 @@ def _scatter_top(gram: np.ndarray, subset: list[int]) -> tuple[float, np.ndarray
 
 def _keep_search(gram: np.ndarray, size: int, *, tol: float = 0.0,
                  rtol: float = 1e-9) -> tuple[tuple[int, ...], float]:
-    """SMEA's search over kept rows (suits small subsets); see :func:`min_top_eigenvalue_subset`.
-
-    The scatter matrix of a subset S is :math:`M_S = \\sum_{i \\in S} (x_i - \\mu_S)(x_i - \\mu_S)^T`;
-    its non-zero eigenvalues are those of the centred |S| x |S| Gram matrix :math:`H G_S H`
-    (H = I - 11^T/|S|), so nothing in d-space is needed.
-
-    Parameters
-    ----------
-    gram : (n, n) array
-        Gram matrix of the rows (any common centring).
-    size : int
-        1 <= size <= n.
-    tol : float
-        Top eigenvalues (of the scatter matrix) closer than ``tol`` count as tied.
-    rtol : float
-        Relative slack on the derived lower bounds, so that round-off in a bound never prunes a
-        subset that is better by less than round-off.
-
-    Returns
-    -------
-    subset : tuple of int
-    top : float
-        The top eigenvalue of :math:`M_S` (divide by ``size`` for the covariance).
-
-    Notes
-    -----
-    Bounds, all valid because :math:`M_{S \\cup \\{x\\}} = M_S + \\frac{|S|}{|S|+1} a a^T` with
-    :math:`a = x - \\mu_S` (adding a row never shrinks the scatter matrix):
-
-    * the top eigenvalue of the kept rows' scatter matrix;
-    * for an undecided row x, the Rayleigh quotients of :math:`M_K + c\\,a a^T` at the kept rows'
-      top eigenvector and at :math:`a / \\|a\\|` (forces x out when they reach the best value);
-    * two rows at squared distance D give a scatter eigenvalue of D / 2, the pair conflicts
-      counted by the matching bound.
-
-    Cost: one |K| x |K| symmetric eigendecomposition and O(n |K|) work per node; the node count
-    is exponential in f in the worst case.
-
-    """
+    """SMEA's search over kept rows (suits small subsets); arguments and result as in
+    :func:`min_top_eigenvalue_subset`."""
     n = gram.shape[0]
     drops = n - size
-    diag = np.diagonal(gram).copy()
-    dist = np.maximum(diag[:, None] + diag[None, :] - 2.0 * gram, 0.0)
-    np.fill_diagonal(dist, 0.0)
+    diag = np.diagonal(gram)
+    dist = host_distances(gram)
     slack = 1.0 + rtol
 
     best_val, best_set = _greedy_start(dist, size, lambda s: _scatter_top(gram, list(s))[0])
@@ -521,9 +483,7 @@ def _drop_search(gram: np.ndarray, size: int, *, tol: float = 0.0,
         scores = [_centred_eigh(gram, [r for r in rest if r != c])[0][0] for c in tries]
         rest.remove(tries[int(np.argmin(scores))])
     state = {"val": _centred_eigh(gram, rest)[0][0], "set": tuple(rest), "strict": False, "nodes": 0}
-    diag = np.diagonal(gram)
-    half_dist = 0.5 * np.maximum(diag[:, None] + diag[None, :] - 2.0 * gram, 0.0)  # two rows' scatter
-    np.fill_diagonal(half_dist, 0.0)
+    half_dist = 0.5 * host_distances(gram)  # two rows' scatter
     everyone_bits = (1 << n) - 1
 
     def too_big(bound: Any, exact: bool = False) -> Any:
