@@ -200,6 +200,11 @@ def _batch_from_stacked(stacked: Any, family: str, what: str) -> Batch:
     n = int(stacked.shape[0])
     d = int(np.prod(shape)) if shape else 1
     matrix = xp.ascontiguousarray(arr.reshape(n, d))
+    if xp is np and not matrix.flags.aligned:
+        # distributed reads a lone array into the same buffer as its message header, so it can
+        # arrive at an odd address; numpy and numba run several times slower on such an array
+        # (and numba compiles a second specialisation): one aligned copy costs less
+        matrix = np.require(matrix, requirements="A")
     return Batch(matrix=matrix, xp=xp, family=family, dtype=dtype, device=device, shape=shape, stacked=True)
 
 
