@@ -20,9 +20,13 @@ them. Three routes compute them, with the same result:
   operations. A comparator network outputs a permutation of its inputs, so once the ranks asked
   for are exact, the other rows hold exactly the other values (as a multiset): sums over a range
   of ranks are read off them without any further ordering.
+* **On a GPU** (cupy blocks of at most 64 rows, float32 or float64): the same network,
+  unrolled into a CUDA kernel that keeps each column in registers and reads the block once
+  (:mod:`byzdask.kernels._cuda_coordinate`; ``byzdask.kernels.cuda-selection: library`` turns
+  it off).
 * **A sort along the fast axis** otherwise (when the pruned network would cost more than
-  :data:`SORT_ROW_OPERATIONS` row operations per row, as for the median of m >= 64; and always
-  with cupy): the block is transposed to (b, m) and each row sorted (numpy's vectorised
+  :data:`SORT_ROW_OPERATIONS` row operations per row, as for the median of m >= 64; and with
+  cupy beyond 64 rows): the block is transposed to (b, m) and each row sorted (numpy's vectorised
   AVX-512 sort; cupy's device sort), and the ranks are read as columns of it.
 
 The results are identical up to the order in which a sum adds its terms.
@@ -461,6 +465,33 @@ def _fused_route(block: Any, xp: Any) -> Any:
     return None
 
 
+def _raw_route(block: Any, xp: Any) -> Any:
+    """The CUDA kernels (:mod:`byzdask.kernels._cuda_coordinate`) if they take ``block``, else None.
+
+    They take cupy blocks of float32 or float64 with 1..``MAX_ROWS`` rows, unless
+    ``byzdask.kernels.cuda-selection`` is ``"library"`` (the sort route).
+    """
+    if _is_numpy(xp) or getattr(xp, "__name__", "") != "cupy" or not hasattr(xp, "RawKernel"):
+        return None
+    import dask.config
+
+    from byzdask.kernels import _cuda_coordinate
+
+    choice = dask.config.get("byzdask.kernels.cuda-selection", "raw")
+    if choice not in ("raw", "library"):
+        raise ValueError(f"byzdask.kernels.cuda-selection must be 'raw' or 'library', got {choice!r}")
+    if (choice == "raw" and block.ndim == 2 and 1 <= block.shape[0] <= _cuda_coordinate.MAX_ROWS
+            and np.dtype(block.dtype) in (np.float32, np.float64)):
+        return _cuda_coordinate
+    return None
+
+
+def _compiled_route(block: Any, xp: Any) -> Any:
+    """The fused kernels of the block's device (numba on the CPU, CUDA on a GPU), or None."""
+    fused = _fused_route(block, xp)
+    return fused if fused is not None else _raw_route(block, xp)
+
+
 def _check_trim(block: Any, f: int) -> int:
     m = block.shape[0]
     if not 0 <= f or not 2 * f < m:
@@ -489,7 +520,7 @@ def coordinate_median(block: Any, xp: Any) -> Any:
     """
     m = block.shape[0]
     lo, hi = (m - 1) // 2, m // 2
-    if (fused := _fused_route(block, xp)) is not None:
+    if (fused := _compiled_route(block, xp)) is not None:
         ops, slot, _ = slot_program(m, tuple(sorted({lo, hi})), half=True)
         if len(ops) <= FUSED_MAX_OPERATIONS:
             return fused.median_columns(block, ops, slot[lo], slot[hi])
@@ -512,7 +543,7 @@ def coordinate_trimmed_mean(block: Any, f: int, xp: Any) -> Any:
     if f == 0:
         return block.mean(axis=0)
     ends = (*range(f), *range(m - f, m))
-    if (fused := _fused_route(block, xp)) is not None:
+    if (fused := _compiled_route(block, xp)) is not None:
         ops, slot, rest = slot_program(m, ends, sets=True)
         if len(ops) <= FUSED_MAX_OPERATIONS:
             return fused.sum_columns(block, ops, [slot[w] for w in rest], m - 2 * f)
@@ -543,7 +574,7 @@ def coordinate_mean_of_medians(block: Any, f: int, xp: Any) -> Any:
         return block.mean(axis=0)
     lo, hi = (m - 1) // 2, m // 2
     ranks = tuple(sorted({*range(f), lo, hi, *range(m - f, m)}))
-    if (fused := _fused_route(block, xp)) is not None:
+    if (fused := _compiled_route(block, xp)) is not None:
         ops, slot, rest = slot_program(m, ranks)
         if len(ops) <= FUSED_MAX_OPERATIONS:
             # the order of numpy's RankedRows.sum_rows: the other wires, then the middle ranks
