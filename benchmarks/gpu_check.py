@@ -7,6 +7,9 @@ On a CUDA machine with cupy installed, this script generates (n, d) float32 inpu
 * ``cupy``: the cupy array itself;
 * ``torch``: a torch CUDA tensor sharing the same memory (``torch.from_dlpack``), which byzdask
   takes back to cupy through DLPack;
+* ``cupy-sort`` (CWMed, CWTM, MeaMed only): the cupy array with byzdask's CUDA selection kernels
+  turned off (``byzdask.kernels.cuda-selection: library``), so the rule sorts each column with
+  ``cupy.sort``: the row pair says whether the hand-written kernels beat the library call;
 
 against the floor of the rule's class, measured in the same run with CUDA events:
 
@@ -53,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common
+import dask.config
 import numpy as np
 
 from byzdask import registry
@@ -62,6 +66,9 @@ QUICK_SIZES = [(64, 1 << 20), (32, 1 << 22)]
 EMULATION_SIZES = [(16, 1 << 12), (8, 1 << 13)]
 EXHAUSTIVE = ("mda", "smea")
 COORDINATE = ("average", "cwmed", "cwtm", "meamed")
+#: Rules with CUDA selection kernels; they are also timed with those turned off (family "cupy-sort").
+SELECTION = ("cwmed", "cwtm", "meamed")
+SORT_FAMILY = "cupy-sort"
 
 
 @dataclass
@@ -322,12 +329,16 @@ def run_size(dev: Device, n: int, d: int, rules: list[str], families: list[str],
     inputs = {"cupy": x}
     if "torch" in families:
         inputs["torch"] = dev.as_torch(x)
+    if "cupy" in families:
+        inputs[SORT_FAMILY] = x
     rows: list[Row] = []
     for rule in rules:
         warm = rule in warmed  # a later size needs no warm-up: the kernels are compiled
         call, f = build(rule, n, d, args.exhaustive_f)
         reference = None
-        for family in families:
+        # the coordinate-wise rules also through the library route (cupy.sort), to compare with the CUDA kernels
+        rule_families = [*families, SORT_FAMILY] if rule in SELECTION and "cupy" in families else families
+        for family in rule_families:
             kind = floor_kind(rule)
             row = Row(rule, family, n, d, f, kind, floor_ms=floors[kind])
             row.cpu_ms, cpu_note = cpu.get(rule, (math.nan, "" if args.no_cpu else "CPU not run"))
@@ -335,11 +346,13 @@ def run_size(dev: Device, n: int, d: int, rules: list[str], families: list[str],
             if budget.left() < min(args.rule_budget_s, 5.0):
                 row.note = "skipped (total budget spent)"
                 continue
-            share = min(args.rule_budget_s / len(families), budget.left())
+            share = min(args.rule_budget_s / len(rule_families), budget.left())
             arr = inputs[family]
+            route = "library" if family == SORT_FAMILY else "raw"
             try:
-                samples, out, note = time_calls(lambda call=call, arr=arr: call(arr), dev.sync, repeat=args.repeat, budget_s=share,
-                                                warm=warm)
+                with dask.config.set({"byzdask.kernels.cuda-selection": route}):
+                    samples, out, note = time_calls(lambda call=call, arr=arr: call(arr), dev.sync, repeat=args.repeat,
+                                                    budget_s=share, warm=warm and family != SORT_FAMILY)
             except Exception as exc:  # noqa: BLE001 - report the failure in the table and go on
                 row.note = f"error: {type(exc).__name__}: {str(exc)[:120]}"
                 dev.free()
@@ -349,7 +362,8 @@ def run_size(dev: Device, n: int, d: int, rules: list[str], families: list[str],
             row.samples_ms = samples
             row.calls = len(samples)
             row.ms = min(samples)
-            problems = [p for p in (dev.placement(out, family, arr), note, cpu_note) if p]
+            problems = [p for p in (dev.placement(out, "cupy" if family == SORT_FAMILY else family, arr), note,
+                                    cpu_note) if p]
             if args.verify:
                 host = dev.to_host(out)
                 if reference is None:
