@@ -207,7 +207,8 @@ class Aggregator(Operator):
         meta = dict(context.metadata) if context is not None else {}
         n_blocks = meta.get("n_blocks")
         if n_blocks is None:
-            n_blocks = max(1, d // FANOUT_MIN_COLUMNS)
+            # one block per worker (each block a task and a transfer), none under FANOUT_MIN_COLUMNS columns
+            n_blocks = max(1, min(d // FANOUT_MIN_COLUMNS, int(meta.get("pool_size") or 2**31)))
         return column_blocks(d, n_blocks=int(n_blocks))
 
     def create_subtasks(self, inputs: Mapping[str, Any], *, context: OpContext | None = None) -> Sequence[SubTask]:
