@@ -162,7 +162,15 @@ def _rows_and_stride(block: Any, xp: Any) -> tuple[Any, int]:
 
 
 def _launch(block: Any, tag: str, **spec: Any) -> Any:
-    xp = np if isinstance(block, np.ndarray) else __import__("cupy")
+    if isinstance(block, np.ndarray):  # the CPU emulation of the tests
+        return _launch_in(block, np, tag, spec)
+    import cupy
+
+    with block.device:  # allocate and launch on the block's device, whichever is current
+        return _launch_in(block, cupy, tag, spec)
+
+
+def _launch_in(block: Any, xp: Any, tag: str, spec: dict[str, Any]) -> Any:
     m, d = block.shape
     block, stride = _rows_and_stride(block, xp)
     name = f"byz_{tag}_{m}"
