@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_BLOCK_BYTES = 128 * 2**20
 #: Partials summed by one task of the tree reduction.
 _SPLIT_EVERY = 8
+#: A gram rule on per-node futures of at most this many bytes in all holds the column blocks it cuts
+#: from them for its two passes (Gram, then combine) instead of cutting them again for the second.
+HOLD_BLOCKS_MAX_BYTES = 4 * 2**30
 
 
 # -- public calls ---------------------------------------------------------------------------
@@ -274,6 +277,7 @@ class _Matrix:
 
     x: Any  # dask array (n, d)
     batch: Batch  # matrix=None; family, dtype, device, shape of one input vector
+    resident: bool = False  # every vector is a future: the data already sits in the workers' memory
 
     @property
     def n(self) -> int:
@@ -377,7 +381,7 @@ def _from_list(data: Sequence[Any], block_columns: int | None) -> Generator:
         block_columns = max(1, DEFAULT_BLOCK_BYTES // max(1, n * x.dtype.itemsize))
     x = x.rechunk({0: -1, 1: min(d, int(block_columns)) or 1})
     batch = Batch(matrix=None, xp=np, family=family, dtype=dtype, device=device, shape=tuple(shape), stacked=False)
-    return _Matrix(x=x, batch=batch)
+    return _Matrix(x=x, batch=batch, resident=kinds == {"future"})
 
 
 def _inputs(data: Any, block_columns: int | None) -> Generator:
@@ -559,6 +563,10 @@ def _steps(rule: Aggregator, data: Any, *, compute: bool, block_columns: int | N
     rule.check_n(n)
     allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
     blocks = list(mat.x.to_delayed().ravel())
+    if (rule.kind == "gram" and mat.resident and len(blocks) > 1
+            and mat.n * mat.d * mat.x.dtype.itemsize <= HOLD_BLOCKS_MAX_BYTES):
+        # the vectors are in memory already: cut the blocks once, for both passes (freed on return)
+        blocks = yield "compute", blocks
     logger.debug("%s on %d x %d in %d column blocks", type(rule).__name__, n, d, len(blocks))
     if rule.kind == "columnwise":
         return (yield from _columnwise(rule, mat, blocks, allowed, compute))
