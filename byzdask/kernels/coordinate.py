@@ -475,11 +475,12 @@ def _raw_route(block: Any, xp: Any) -> Any:
         return None
     import dask.config
 
+    from byzdask.errors import ConfigurationError
     from byzdask.kernels import _cuda_coordinate
 
     choice = dask.config.get("byzdask.kernels.cuda-selection", "raw")
     if choice not in ("raw", "library"):
-        raise ValueError(f"byzdask.kernels.cuda-selection must be 'raw' or 'library', got {choice!r}")
+        raise ConfigurationError(f"byzdask.kernels.cuda-selection must be 'raw' or 'library', got {choice!r}")
     if (choice == "raw" and block.ndim == 2 and 1 <= block.shape[0] <= _cuda_coordinate.MAX_ROWS
             and np.dtype(block.dtype) in (np.float32, np.float64)):
         return _cuda_coordinate

@@ -16,6 +16,7 @@ import dask.config
 import numpy as np
 import pytest
 
+from byzdask.errors import ConfigurationError
 from byzdask.kernels import _cuda_coordinate as cuda
 from byzdask.kernels import coordinate
 from byzdask.kernels.arrays import get_cupy
@@ -177,7 +178,7 @@ def test_raw_route_takes_cupy_blocks_only_and_follows_the_setting():
     with dask.config.set({"byzdask.kernels.cuda-selection": "library"}):
         assert coordinate._raw_route(small, fake) is None
     with dask.config.set({"byzdask.kernels.cuda-selection": "fast"}), \
-            pytest.raises(ValueError, match="'raw' or 'library', got 'fast'"):
+            pytest.raises(ConfigurationError, match="'raw' or 'library', got 'fast'"):
         coordinate._raw_route(small, fake)
 
 
