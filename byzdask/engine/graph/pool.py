@@ -238,6 +238,7 @@ class ActorPool:
         self._spawned: dict[Any, int] = {}
         self._runner: Any = None
         self._sync_client: Any = None
+        self._arena: Any = None
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -299,6 +300,25 @@ class ActorPool:
         if self._state == "running":
             return len(self._workers)
         return sum(cfg.count for cfg in self.configs)
+
+    @property
+    def shares_memory(self) -> bool:
+        """Whether every worker is a process that byzdask started on this machine (they can map its shared memory)."""
+        from byzdask.engine.shared import SharedArena
+
+        return (self._state == "running" and self._owns_cluster and all(c.kind == "process" for c in self.configs)
+                and SharedArena.available())
+
+    @property
+    def shared_arena(self) -> Any:
+        """The pool's :class:`~byzdask.engine.shared.SharedArena` (made on first use, removed at shutdown)."""
+        from byzdask.engine.shared import SharedArena
+
+        if not self.shares_memory:
+            raise RuntimeError("this pool's workers are not local processes started by byzdask: no shared memory")
+        if self._arena is None:
+            self._arena = SharedArena()
+        return self._arena
 
     @property
     def scheduler_address(self) -> str:
@@ -489,6 +509,9 @@ class ActorPool:
             self._state = "closed"
 
     async def _release(self) -> None:
+        if self._arena is not None:
+            self._arena.close()
+            self._arena = None
         client, cluster = self._client, self._cluster
         self._client = None
         if client is not None and self._owns_client:

@@ -177,9 +177,38 @@ class NodeScheduler:
         from byzdask.engine.blockwise import run_graph_blockwise
 
         done = await run_graph_blockwise(self.graph, values, self.pool.client, min_bytes=self.fanout_min_bytes)
+        if done is None:
+            done = await self._run_shared(values)
         if done is not None:
             return done
         return await _PoolRun(self, values).run()
+
+    async def _run_shared(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A one-node aggregation graph on a caller-held input, fanned out through the pool's shared memory.
+
+        Taken when the pool's workers are local processes (:attr:`ActorPool.shares_memory`), the
+        input holds at least ``fanout_min_bytes``, ``byzdask.scheduler.shared-memory`` is on and
+        the arena is free; otherwise None (the usual route).
+        """
+        from byzdask.aggregators.base import Aggregator
+        from byzdask.engine.shared import aggregate_shared, shareable
+
+        if len(self.graph) != 1 or not dask.config.get("byzdask.scheduler.shared-memory", True):
+            return None
+        (node,) = self.graph.nodes_in_order()
+        op = node.op
+        if not isinstance(op, Aggregator) or op.kind not in ("columnwise", "gram") or len(node.inputs) != 1:
+            return None
+        (source,) = node.inputs.values()
+        value = values.get(getattr(source, "name", None))
+        if (value is None or contains_future(value) or nbytes_of(value) < self.fanout_min_bytes
+                or not getattr(self.pool, "shares_memory", False) or self.pool.shared_arena.busy
+                or shareable(value) is None):
+            return None
+        logger.debug("node %r fans out through shared memory", node.name)
+        result = await aggregate_shared(op, value, self.pool.shared_arena, self.pool.client,
+                                        blocks=max(1, self.pool.size), timeout=600.0)
+        return {node.name: result}
 
     def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """:meth:`run` for scripts and notebooks (where an event loop may already run).

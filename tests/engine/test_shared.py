@@ -1,0 +1,110 @@
+"""Fan-out through shared memory: a pool of local worker processes reads the caller's input in place."""
+
+from __future__ import annotations
+
+import os
+
+import dask.config
+import numpy as np
+import pytest
+import torch
+
+from byzdask.aggregators import CoordinateWiseMedian, CoordinateWiseTrimmedMean, GeometricMedian, Krum
+from byzdask.engine.graph.ops import make_single_operator_graph
+from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
+from byzdask.engine.graph.scheduler import NodeScheduler
+from byzdask.engine.shared import SharedArena, shareable, shared_block
+
+pytestmark = pytest.mark.skipif(not SharedArena.available(), reason="no writable /dev/shm")
+
+
+def _graph(rule):
+    return make_single_operator_graph(node_name="agg", operator=rule, input_keys=("gradients",))
+
+
+def _data(n=11, d=3001, dtype=np.float32, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(dtype)
+    x[-1] += 50.0  # one outlier
+    return x
+
+
+def test_arena_reserves_grows_and_is_removed(tmp_path):
+    arena = SharedArena(str(tmp_path))
+    with arena.holding(100) as (first, buf):
+        assert buf.nbytes == 100 and os.path.exists(first)
+        buf[:8].view(np.float32)[:] = [1.5, -2.0]
+        view = shared_block(first, 0, 1, 2, "float32")
+        assert view.tolist() == [[1.5, -2.0]] and not view.flags.writeable
+        with pytest.raises(RuntimeError, match="in use by another aggregation"), arena.holding(10):
+            pass
+    with arena.holding(50) as (same, _):
+        assert same == first  # big enough: reused
+    with arena.holding(1 << 20) as (bigger, _):
+        assert bigger != first and not os.path.exists(first)
+    arena.close()
+    arena.close()
+    assert not os.path.exists(bigger)
+
+
+def test_shareable_takes_cpu_float_arrays_and_lists_only():
+    x = np.ones((3, 4, 2), np.float32)
+    n, d, dtype, batch = shareable(x)
+    assert (n, d, dtype, batch.shape, batch.family) == (3, 8, np.float32, (4, 2), "numpy")
+    n, d, dtype, batch = shareable([torch.ones(5, dtype=torch.float16)] * 4)
+    assert (n, d, dtype, batch.family, batch.dtype) == (4, 5, np.float32, "torch", torch.float16)
+    assert shareable(np.ones((3, 4), np.int64)) is None
+    assert shareable([np.ones(3), np.ones(4)]) is None
+    assert shareable(np.ones(5)) is None
+    assert shareable([]) is None
+
+
+async def test_thread_pool_does_not_share_memory():
+    async with ActorPool([ActorPoolConfig("thread", count=1)]) as pool:
+        assert not pool.shares_memory
+        with pytest.raises(RuntimeError, match="no shared memory"):
+            pool.shared_arena  # noqa: B018
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_process_pool_fans_out_through_shared_memory():
+    x = _data()
+    x[2, 7] = np.nan  # a non-finite row, dropped by every rule
+    async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
+        assert pool.shares_memory
+        for rule in (CoordinateWiseMedian(), CoordinateWiseTrimmedMean(f=2), Krum(f=2), GeometricMedian()):
+            scheduler = NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0)
+            got = (await scheduler.run({"gradients": x}))["agg"]
+            assert pool._arena is not None and pool._arena.path.startswith("/dev/shm/byzdask-")
+            np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-4, atol=1e-5)  # GM: iterated to tol
+
+        # a list of torch tensors comes back as one torch tensor of their dtype and shape
+        tensors = [torch.from_numpy(row.reshape(3, -1)) for row in _data(7, 3000, seed=1)]
+        scheduler = NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool, fanout_min_bytes=0)
+        got = (await scheduler.run({"gradients": tensors}))["agg"]
+        assert isinstance(got, torch.Tensor) and got.shape == (3, 1000) and got.dtype == torch.float32
+        np.testing.assert_array_equal(got.numpy(), CoordinateWiseMedian().aggregate(tensors).numpy())
+
+        # float64 stays float64; the arena grows for the larger input
+        x64 = _data(9, 50_000, np.float64, seed=2)
+        old = pool._arena.path
+        got = (await NodeScheduler(_graph(Krum(f=2)), pool=pool, fanout_min_bytes=0).run({"gradients": x64}))["agg"]
+        assert got.dtype == np.float64 and pool._arena.path != old and not os.path.exists(old)
+        np.testing.assert_allclose(got, Krum(f=2).aggregate(x64), rtol=1e-12)
+
+        # below the threshold, or with the route turned off, the input is scattered as before
+        pool._arena.close()  # no file now: a run through the arena would make a new one
+        with dask.config.set({"byzdask.scheduler.shared-memory": False}):
+            got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
+                                       fanout_min_bytes=0).run({"gradients": x}))["agg"]
+        np.testing.assert_allclose(got, CoordinateWiseMedian().aggregate(x))
+        assert pool._arena.path is None
+        got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
+                                   fanout_min_bytes=x.nbytes + 1).run({"gradients": x}))["agg"]
+        np.testing.assert_allclose(got, CoordinateWiseMedian().aggregate(x))
+        assert pool._arena.path is None
+        arena = pool._arena
+        await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool, fanout_min_bytes=0).run({"gradients": x})
+        path = arena.path
+        assert os.path.exists(path)
+    assert not os.path.exists(path)  # removed at shutdown
