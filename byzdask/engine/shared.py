@@ -32,7 +32,7 @@ import numpy as np
 
 from byzdask.kernels.arrays import Batch, array_family
 
-__all__ = ["SHM_DIR", "SharedArena", "shared_block", "shareable"]
+__all__ = ["SHM_DIR", "SharedArena", "shareable", "shared_block"]
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from byzdask.aggregators import CoordinateWiseMedian, CoordinateWiseTrimmedMean, GeometricMedian, Krum
+from byzdask.aggregators import (
+    CoordinateWiseMedian,
+    CoordinateWiseTrimmedMean,
+    GeometricMedian,
+    Krum,
+)
 from byzdask.engine.graph.ops import make_single_operator_graph
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.engine.graph.scheduler import NodeScheduler
