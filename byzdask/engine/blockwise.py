@@ -536,11 +536,16 @@ def _assemble(futures: list[Any], columns: tuple[int, ...], dtype: np.dtype) -> 
     return da.concatenate([da.from_delayed(f, shape=(c,), dtype=dtype) for f, c in zip(futures, columns)])
 
 
+def _joined(rule: Aggregator, mat: _Matrix, values: list[Any]) -> Any:
+    """The result from the gathered pieces of every block."""
+    flat = _namespace(values[0]).concatenate(values)
+    return restore_like(rule.finish(flat), mat.batch)
+
+
 def _finish(rule: Aggregator, mat: _Matrix, pieces: list[Any], compute: bool) -> Generator:
     if compute:
         values = yield "gather", pieces
-        flat = _namespace(values[0]).concatenate(values)
-        return restore_like(rule.finish(flat), mat.batch)
+        return _joined(rule, mat, values)
     out = rule.finish(_assemble(pieces, mat.columns, mat.x.dtype))
     out = out.reshape(mat.batch.shape)
     if mat.batch.family == "numpy" and np.dtype(mat.batch.dtype) != out.dtype:
@@ -575,15 +580,20 @@ def _steps(rule: Aggregator, data: Any, *, compute: bool, block_columns: int | N
 
 def _columnwise(rule: Aggregator, mat: _Matrix, blocks: list[Any], allowed: int, compute: bool) -> Generator:
     ok = None
+    nb = len(blocks)
     for attempt in range(2):
         pairs = [dask.delayed(_columnwise_task, pure=False, nout=2)(rule, b, ok, rule.f, allowed) for b in blocks]
         futures = yield "compute", [p[0] for p in pairs] + [p[1] for p in pairs]
-        masks = yield "gather", futures[:len(blocks)]
+        # to return the result here, the pieces (d values in all) come back with the masks: one round trip
+        values = yield "gather", futures if compute else futures[:nb]
+        masks = values[:nb]
         common = _check_rows(rule, masks, mat.n)
         if attempt or all(np.array_equal(m, masks[0]) for m in masks):
             break
         ok = common if common is not None else np.ones(mat.n, dtype=bool)
-    return (yield from _finish(rule, mat, futures[len(blocks):], compute))
+    if compute:
+        return _joined(rule, mat, values[nb:])
+    return (yield from _finish(rule, mat, futures[nb:], compute))
 
 
 def _gram(rule: Aggregator, mat: _Matrix, blocks: list[Any], allowed: int, compute: bool) -> Generator:

@@ -26,6 +26,7 @@ import os
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -203,15 +204,17 @@ def blocks_of(path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: 
     import dask.array as da
 
     rows = _rows(value, n, d)
-    parts, offset = [], 0
+    parts, copies, offset = [], [], 0
     for start, stop in spans:
         width = stop - start
         block = buffer[offset:offset + n * width * dtype.itemsize].view(dtype).reshape(n, width)
-        for i, row in enumerate(rows):
-            np.copyto(block[i], row[start:stop], casting="same_kind")
+        copies += [(block[i], row[start:stop]) for i, row in enumerate(rows)]
         task = dask.delayed(shared_block, pure=False)(path, offset, n, width, dtype.str)
         parts.append(da.from_delayed(task, shape=(n, width), dtype=dtype))
         offset += n * width * dtype.itemsize
+    # numpy copies without the GIL: one thread per core (the workers wait for the data meanwhile)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(copies), os.cpu_count() or 1))) as threads:
+        list(threads.map(lambda pair: np.copyto(pair[0], pair[1], casting="same_kind"), copies))
     return da.concatenate(parts, axis=1)
 
 
