@@ -15,8 +15,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 
 - ``direct``: ``rule.aggregate(x)`` in this process on the stacked (n, d) array;
 - ``fan-out``: ``NodeScheduler(graph, pool=2 process workers, fanout_min_bytes=0)``: the
-  caller holds the input, each subtask's block is scattered once to a worker, the partials
-  come back and are reduced here (the time includes moving the blocks);
+  caller holds the input; it is copied once into the pool's shared memory, column block by
+  column block, and each worker aggregates its blocks in place (:mod:`byzdask.engine.shared`;
+  the time includes the copy);
 - ``1 task``: the same scheduler without fan-out (the whole input goes to one worker);
 - ``resident 1 task`` / ``resident fan-out``: the input already lives on a worker as a future
   (put there untimed, as gradients computed on workers are), aggregated there by one task, or
@@ -27,7 +28,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 - ``byzpy pool``: ByzPy 0.1.4's own NodeScheduler on its ActorPool (process backend, 2 workers),
   run in the peer venv (``--peer-python``) on the same inputs, when it is installed.
 
-Each time is the minimum over ``--repeat`` runs after one warm-up run. The crossover printed at
+Each time is the minimum over ``--repeat`` runs after one warm-up run; ``direct``, ``fan-out``
+and ``1 task`` take turns (one run of each, ``--repeat`` times), and so do the two ``resident``
+columns, so that a drift of the machine's speed does not favour one of them. The crossover printed at
 the end is, per rule, the smallest d at which the fan-out beat the direct path.
 """
 
@@ -81,12 +84,23 @@ def build_rule(name: str):
 
 async def best_of(fn, repeat: int) -> float:
     """Min wall time (s) of ``await fn()`` over ``repeat`` runs after one warm-up."""
-    await fn()
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    return (await best_interleaved({"fn": fn}, repeat))["fn"]
+
+
+async def best_interleaved(fns: dict, repeat: int) -> dict:
+    """Min wall time (s) of each ``await fn()``, the functions taking turns (one warm-up each).
+
+    On a machine whose speed drifts (a shared VM), timing each function in its own stretch of
+    time compares the machine's moods; taking turns compares the functions.
+    """
+    for fn in fns.values():
         await fn()
-        best = min(best, time.perf_counter() - t0)
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(repeat):
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            await fn()
+            best[label] = min(best[label], time.perf_counter() - t0)
     return best
 
 
@@ -171,16 +185,16 @@ async def _rule_row(pool, name: str, x: np.ndarray, repeat: int) -> dict:
     graph = make_single_operator_graph(node_name=name, operator=rule, input_keys=("gradients",))
     fan = NodeScheduler(graph, pool=pool, fanout_min_bytes=0)
     single = NodeScheduler(graph, pool=pool, fanout_min_bytes=2**62)
-    row = {
-        "direct": await best_of(lambda: asyncio.to_thread(rule.aggregate, x), repeat),
-        "fan-out": await best_of(lambda: fan.run({"gradients": x}), repeat),
-        "1 task": await best_of(lambda: single.run({"gradients": x}), repeat),
-    }
+    row = await best_interleaved({
+        "direct": lambda: asyncio.to_thread(rule.aggregate, x),
+        "fan-out": lambda: fan.run({"gradients": x}),
+        "1 task": lambda: single.run({"gradients": x}),
+    }, repeat)
     check = (await fan.run({"gradients": x}))[name]
     np.testing.assert_allclose(check, rule.aggregate(x), rtol=1e-3, atol=1e-4)
     on_worker = {"gradients": (await pool.client.scatter([x], hash=False, direct=True))[0]}
-    row["resident 1 task"] = await best_of(lambda: single.run(on_worker), repeat)
-    row["resident fan-out"] = await best_of(lambda: fan.run(on_worker), repeat)
+    row.update(await best_interleaved({"resident 1 task": lambda: single.run(on_worker),
+                                       "resident fan-out": lambda: fan.run(on_worker)}, repeat))
     on_worker.clear()  # releases the future
     # one future per node's vector, spread over the workers (as a parameter server's honest gradients)
     spread = {"gradients": await pool.client.scatter(list(x), hash=False, direct=True)}
