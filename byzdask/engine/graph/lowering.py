@@ -62,8 +62,8 @@ logger = logging.getLogger(__name__)
 FANOUT_MIN_BYTES_KEY = "byzdask.scheduler.fanout-min-bytes"
 #: Default of :data:`FANOUT_MIN_BYTES_KEY`. Measured with ``benchmarks/engine.py`` (2 cores, 2 worker
 #: processes, n=32 float32): fanning CWMed, Krum or GM out from the caller through the pool's shared
-#: memory (:mod:`byzdask.engine.shared`) takes 1.1-1.5x the direct path at d=4M (512 MiB) and
-#: 0.8-0.95x at d=16M (2 GiB); over TCP (workers elsewhere) 1.4-2.9x up to 16M. So inputs of 1 GiB
+#: memory (:mod:`byzdask.engine.shared`) takes 0.98-1.24x the direct path at d=4M (512 MiB) and
+#: 0.81-0.90x at d=16M (2 GiB); over TCP (workers elsewhere) 1.4-2.9x up to 16M. So inputs of 1 GiB
 #: and more fan out by default; lower it where workers have cores of their own.
 DEFAULT_FANOUT_MIN_BYTES = 2**30
 #: dask.config key: arrays at least this large are scattered to workers instead of embedded in the graph.
