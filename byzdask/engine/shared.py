@@ -46,11 +46,14 @@ _KEEP_MAPS = 4
 def shared_block(path: str, offset: int, rows: int, columns: int, dtype: str) -> np.ndarray:
     """Task: the (rows, columns) block stored at ``offset`` bytes of the arena file ``path``, as a read-only view.
 
-    The file is mapped once per process (the last few maps are kept; an older one is dropped
-    from the cache and unmapped when its last view is gone).
+    The file is mapped once per process. The maps of the last few files are kept; those of
+    files that no longer exist (an arena replaced by a larger one, or removed) are dropped, and
+    unmapped once their last view is gone.
     """
     mapped = _MAPS.get(path)
     if mapped is None:
+        for old in [p for p in _MAPS if not os.path.exists(p)]:
+            del _MAPS[old]  # an arena that was replaced or removed: let its pages go
         fd = os.open(path, os.O_RDONLY)
         try:
             mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
