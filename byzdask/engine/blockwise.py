@@ -553,7 +553,9 @@ def _finish(rule: Aggregator, mat: _Matrix, pieces: list[Any], compute: bool) ->
     return out
 
 
-def _steps(rule: Aggregator, data: Any, *, compute: bool, block_columns: int | None, allow_gather: bool) -> Generator:
+def _steps(rule: Aggregator, data: Any, *, compute: bool, block_columns: int | None, allow_gather: bool,
+           blocks: list[Any] | None = None) -> Generator:
+    """The steps of one aggregation; ``blocks``: delayed objects of ``data``'s column chunks, when the caller has them."""
     if not isinstance(rule, Aggregator):
         raise InputError(f"rule must be an Aggregator (e.g. CoordinateWiseMedian()), got {type(rule).__name__}")
     if rule.kind not in ("columnwise", "gram"):
@@ -567,7 +569,7 @@ def _steps(rule: Aggregator, data: Any, *, compute: bool, block_columns: int | N
     n, d = mat.n, mat.d
     rule.check_n(n)
     allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
-    blocks = list(mat.x.to_delayed().ravel())
+    blocks = list(mat.x.to_delayed().ravel()) if blocks is None else list(blocks)
     if (rule.kind == "gram" and mat.resident and len(blocks) > 1
             and mat.n * mat.d * mat.x.dtype.itemsize <= HOLD_BLOCKS_MAX_BYTES):
         # the vectors are in memory already: cut the blocks once, for both passes (freed on return)

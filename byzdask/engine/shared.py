@@ -201,36 +201,43 @@ class SharedArena:
 
 
 def blocks_of(path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: np.dtype,
-              spans: Sequence[tuple[int, int]]) -> Any:
-    """Copy ``value`` into ``buffer`` block by block; return the (n, d) Dask array of :func:`shared_block` tasks."""
+              spans: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
+    """Copy ``value`` into ``buffer`` block by block.
+
+    Returns the (n, d) Dask array of the blocks and the list of their :func:`shared_block` tasks
+    (``dask.delayed``), one per span.
+    """
     import dask
     import dask.array as da
 
     rows = _rows(value, n, d)
-    parts, copies, offset = [], [], 0
+    parts, tasks, copies, offset = [], [], [], 0
     for start, stop in spans:
         width = stop - start
         block = buffer[offset:offset + n * width * dtype.itemsize].view(dtype).reshape(n, width)
         copies += [(block[i], row[start:stop]) for i, row in enumerate(rows)]
         task = dask.delayed(shared_block, pure=False)(path, offset, n, width, dtype.str)
+        tasks.append(task)
         parts.append(da.from_delayed(task, shape=(n, width), dtype=dtype))
         offset += n * width * dtype.itemsize
     # numpy copies without the GIL: one thread per core (the workers wait for the data meanwhile)
     with ThreadPoolExecutor(max_workers=max(1, min(len(copies), os.cpu_count() or 1))) as threads:
         list(threads.map(lambda pair: np.copyto(pair[0], pair[1], casting="same_kind"), copies))
-    return da.concatenate(parts, axis=1)
+    return da.concatenate(parts, axis=1), tasks
 
 
 async def aggregate_shared(rule: Any, value: Any, arena: SharedArena, client: Any, *, blocks: int,
                            timeout: float | None) -> Any:
     """Aggregate a caller-held input through ``arena``: one copy in, blocks read in place by the workers."""
-    from byzdask.engine.blockwise import aggregate_blocks_async
+    from byzdask.engine.blockwise import _drive_async, _steps
     from byzdask.kernels.arrays import restore_like
     from byzdask.kernels.blocks import column_blocks
 
     n, d, dtype, batch = shareable(value)
     spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=blocks)]
     with arena.holding(n * d * dtype.itemsize) as (path, buffer):
-        x = await asyncio.to_thread(blocks_of, path, buffer, value, n, d, dtype, spans)
-        flat = await aggregate_blocks_async(rule, x, client=client, timeout=timeout)
+        x, tasks = await asyncio.to_thread(blocks_of, path, buffer, value, n, d, dtype, spans)
+        # the block tasks themselves, not the concatenated array's chunks (no concatenate/slice tasks)
+        steps = _steps(rule, x, compute=True, block_columns=None, allow_gather=False, blocks=tasks)
+        flat = await _drive_async(steps, client, timeout)
     return restore_like(np.asarray(flat).reshape(-1), batch)
