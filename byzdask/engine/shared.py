@@ -107,6 +107,8 @@ def shareable(value: Any) -> tuple[int, int, np.dtype, Batch] | None:
             return None
         work = np.dtype(dtype) if np.dtype(dtype) in (np.float32, np.float64) else np.dtype(np.float32)
     d = int(np.prod(per)) if per else 1
+    if d == 0:
+        return None
     batch = Batch(matrix=None, xp=np, family=family, dtype=dtype, device=getattr(items[0], "device", None),
                   shape=tuple(int(s) for s in per), stacked=stacked)
     return n, d, work, batch
@@ -116,15 +118,20 @@ def _rows(value: Any, n: int, d: int) -> list[np.ndarray]:
     """The n input vectors as flat numpy views (torch CPU tensors share their memory)."""
     items = list(value) if isinstance(value, (list, tuple)) else None
     if items is None:
-        matrix = value.detach().reshape(n, d).numpy() if array_family(value) == "torch" else value.reshape(n, d)
-        return list(matrix)
+        if array_family(value) != "torch":
+            return list(value.reshape(n, d))
+        return list(_host_tensor(value).reshape(n, d).numpy())
     if array_family(items[0]) == "torch":
-        import torch
-
-        items = [v.detach().reshape(-1).to(torch.float32) if v.dtype in (torch.float16, torch.bfloat16) else
-                 v.detach().reshape(-1) for v in items]
-        return [v.numpy() for v in items]
+        return [_host_tensor(v).reshape(-1).numpy() for v in items]
     return [np.asarray(v).reshape(-1) for v in items]
+
+
+def _host_tensor(t: Any) -> Any:
+    """A CPU tensor numpy can view: float16 and bfloat16 (which numpy cannot hold) as float32."""
+    import torch
+
+    t = t.detach()
+    return t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 class SharedArena:

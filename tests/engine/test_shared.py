@@ -61,6 +61,7 @@ def test_shareable_takes_cpu_float_arrays_and_lists_only():
     assert shareable([np.ones(3), np.ones(4)]) is None
     assert shareable(np.ones(5)) is None
     assert shareable([]) is None
+    assert shareable(np.ones((3, 0), np.float32)) is None
 
 
 async def test_thread_pool_does_not_share_memory():
@@ -89,6 +90,12 @@ async def test_process_pool_fans_out_through_shared_memory():
         got = (await scheduler.run({"gradients": tensors}))["agg"]
         assert isinstance(got, torch.Tensor) and got.shape == (3, 1000) and got.dtype == torch.float32
         np.testing.assert_array_equal(got.numpy(), CoordinateWiseMedian().aggregate(tensors).numpy())
+
+        # a stacked bfloat16 tensor (numpy has no bfloat16) is computed in float32 and given back as bfloat16
+        half = torch.from_numpy(_data(7, 2000, seed=3)).to(torch.bfloat16)
+        got = (await scheduler.run({"gradients": half}))["agg"]
+        assert got.dtype == torch.bfloat16 and got.shape == (2000,)
+        np.testing.assert_array_equal(got.float().numpy(), CoordinateWiseMedian().aggregate(half).float().numpy())
 
         # float64 stays float64; the arena grows for the larger input
         x64 = _data(9, 50_000, np.float64, seed=2)
