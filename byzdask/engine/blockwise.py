@@ -201,14 +201,10 @@ async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *
     import dask.array as da
     from distributed import Future, wait
 
-    if len(graph) != 1:
+    found = single_aggregation(graph, values)
+    if found is None:
         return None
-    (node,) = graph.nodes_in_order()
-    op = node.op
-    if not isinstance(op, Aggregator) or op.kind not in ("columnwise", "gram") or len(node.inputs) != 1:
-        return None
-    (source,) = node.inputs.values()
-    value = values.get(getattr(source, "name", None))
+    node, op, value = found
     if isinstance(value, da.Array):
         data = value
     elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
@@ -222,6 +218,21 @@ async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *
         return None
     logger.debug("node %r runs block by block on the cluster", node.name)
     return {node.name: await aggregate_blocks_async(op, data, client=client, timeout=timeout)}
+
+
+def single_aggregation(graph: Any, values: dict[str, Any]) -> tuple[Any, Aggregator, Any] | None:
+    """``(node, rule, input value)`` when ``graph`` is one columnwise or gram aggregation node of one input, else None.
+
+    Such a graph can run block by block (here, or through shared memory: :mod:`byzdask.engine.shared`).
+    """
+    if len(graph) != 1:
+        return None
+    (node,) = graph.nodes_in_order()
+    op = node.op
+    if not isinstance(op, Aggregator) or op.kind not in ("columnwise", "gram") or len(node.inputs) != 1:
+        return None
+    (source,) = node.inputs.values()
+    return node, op, values.get(getattr(source, "name", None))
 
 
 # -- drivers: the same steps, run with a synchronous or an asynchronous client --------------------

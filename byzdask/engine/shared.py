@@ -7,7 +7,7 @@ To fan an aggregation out, the caller copies the (n, d) input into the arena onc
 after column block (each block contiguous), and the workers read their blocks in place
 (:func:`shared_block`, a zero-copy view): one copy in all, where sending the blocks over TCP
 costs a serialisation, a copy into the socket, a copy out of it and, on the worker, a copy to
-realign the received buffer. The blocks then go through
+realign the received buffer. The blocks then go through the steps of
 :func:`byzdask.engine.blockwise.aggregate_blocks_async` as any other column blocks.
 
 The arena is kept by the pool and reused (its pages stay warm: a copy into fresh pages costs
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import mmap
 import os
 import uuid
@@ -34,8 +33,6 @@ import numpy as np
 from byzdask.kernels.arrays import Batch, array_family
 
 __all__ = ["SHM_DIR", "SharedArena", "shareable", "shared_block"]
-
-logger = logging.getLogger(__name__)
 
 #: Where arena files live (a RAM file system on Linux).
 SHM_DIR = "/dev/shm"
@@ -233,14 +230,17 @@ def blocks_of(path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: 
     return da.concatenate(parts, axis=1), tasks
 
 
-async def aggregate_shared(rule: Any, value: Any, arena: SharedArena, client: Any, *, blocks: int,
+async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedArena, client: Any, *, blocks: int,
                            timeout: float | None) -> Any:
-    """Aggregate a caller-held input through ``arena``: one copy in, blocks read in place by the workers."""
+    """Aggregate a caller-held input through ``arena``: one copy in, blocks read in place by the workers.
+
+    ``layout`` is what :func:`shareable` said of ``value``.
+    """
     from byzdask.engine.blockwise import _drive_async, _steps
     from byzdask.kernels.arrays import restore_like
     from byzdask.kernels.blocks import column_blocks
 
-    n, d, dtype, batch = shareable(value)
+    n, d, dtype, batch = layout
     spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=blocks)]
     with arena.holding(n * d * dtype.itemsize) as (path, buffer):
         x, tasks = await asyncio.to_thread(blocks_of, path, buffer, value, n, d, dtype, spans)

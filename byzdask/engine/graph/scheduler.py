@@ -190,23 +190,21 @@ class NodeScheduler:
         input holds at least ``fanout_min_bytes``, ``byzdask.scheduler.shared-memory`` is on and
         the arena is free; otherwise None (the usual route).
         """
-        from byzdask.aggregators.base import Aggregator
+        from byzdask.engine.blockwise import single_aggregation
         from byzdask.engine.shared import aggregate_shared, shareable
 
-        if len(self.graph) != 1 or not dask.config.get("byzdask.scheduler.shared-memory", True):
+        found = single_aggregation(self.graph, values)
+        if found is None or not dask.config.get("byzdask.scheduler.shared-memory", True):
             return None
-        (node,) = self.graph.nodes_in_order()
-        op = node.op
-        if not isinstance(op, Aggregator) or op.kind not in ("columnwise", "gram") or len(node.inputs) != 1:
-            return None
-        (source,) = node.inputs.values()
-        value = values.get(getattr(source, "name", None))
+        node, op, value = found
         if (value is None or contains_future(value) or nbytes_of(value) < self.fanout_min_bytes
-                or not getattr(self.pool, "shares_memory", False) or self.pool.shared_arena.busy
-                or shareable(value) is None):
+                or not getattr(self.pool, "shares_memory", False) or self.pool.shared_arena.busy):
+            return None
+        layout = shareable(value)
+        if layout is None:
             return None
         logger.debug("node %r fans out through shared memory", node.name)
-        result = await aggregate_shared(op, value, self.pool.shared_arena, self.pool.client,
+        result = await aggregate_shared(op, value, layout, self.pool.shared_arena, self.pool.client,
                                         blocks=max(1, self.pool.size), timeout=600.0)
         return {node.name: result}
 
