@@ -245,13 +245,15 @@ class Aggregator(Operator):
         return prep.batch.restore(self.finish(combine(prep.matrix, weights, prep.extra, xp)))
 
 
-def _column_task(rule: Aggregator, block: Any, f: int | None) -> Any:
+def _column_task(rule: Aggregator, block: Any, f: int | None, out: Any = None) -> Any:
+    """The rule's column kernel over ``block``, cache-sized column block by block, into ``out`` (made when None)."""
     xp = np
     if type(block).__module__.startswith("cupy"):
         from byzdask.kernels.arrays import get_cupy
 
         xp = get_cupy()
-    out = xp.empty(block.shape[1], dtype=block.dtype)
+    if out is None:
+        out = xp.empty(block.shape[1], dtype=block.dtype)
     for sl in kernel_blocks(block.shape[1], n_rows=block.shape[0], itemsize=block.dtype.itemsize, xp=xp):
         out[sl] = rule.column_kernel(block[:, sl], f, xp)
     return out

@@ -437,9 +437,9 @@ def _select_rows(block: Any, ok: np.ndarray | None, drop: bool, f: int | None, a
     return mask, rows, (None if f is None else f - dropped)
 
 
-def _columnwise_task(rule: Aggregator, block: Any, ok: Any, f: int | None, allowed: int) -> tuple:
+def _columnwise_task(rule: Aggregator, block: Any, ok: Any, f: int | None, allowed: int, out: Any = None) -> tuple:
     mask, rows, f_rows = _select_rows(block, ok, rule.drops_nonfinite, f, allowed)
-    return mask, (None if rows is None else _column_task(rule, rows, f_rows))
+    return mask, (None if rows is None else _column_task(rule, rows, f_rows, out))
 
 
 def _anchor(rule: Aggregator | None, anchor: tuple, block: Any, rows: Any, f_rows: int | None, held: Any) -> Any:

@@ -2,13 +2,17 @@
 
 A pool of worker processes on the caller's own machine (``ActorPoolConfig("process")``) can
 read the caller's memory pages if they are shared: :class:`SharedArena` is a file in
-``/dev/shm`` (RAM, never disk) that the caller maps read-write and each worker maps read-only.
-To fan an aggregation out, the caller copies the (n, d) input into the arena once, column block
-after column block (each block contiguous), and the workers read their blocks in place
-(:func:`shared_block`, a zero-copy view): one copy in all, where sending the blocks over TCP
-costs a serialisation, a copy into the socket, a copy out of it and, on the worker, a copy to
-realign the received buffer. The blocks then go through the steps of
-:func:`byzdask.engine.blockwise.aggregate_blocks_async` as any other column blocks.
+``/dev/shm`` (RAM, never disk) that the caller and each worker map. To fan an aggregation out,
+the caller copies the (n, d) input into the arena once, column block after column block (each
+block contiguous), and the workers read their blocks in place (:func:`shared_block`, a
+read-only zero-copy view): one copy in all, where sending the blocks over TCP costs a
+serialisation, a copy into the socket, a copy out of it and, on the worker, a copy to realign
+the received buffer. Each block's task runs the steps of
+:func:`byzdask.engine.blockwise.aggregate_blocks` (the same task functions, non-finite rows
+included) and writes its piece of the output to the arena too, after the input; the tasks
+return only what is small (row masks, n x n Gram partials, anchor rows), so a columnwise rule
+costs one round of tasks and one round trip, a gram rule two, and nothing of size d crosses
+a socket in either direction.
 
 The arena is kept by the pool and reused (its pages stay warm: a copy into fresh pages costs
 twice as much, for the page faults), grown when a larger input comes, and removed when the pool
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from byzdask.errors import InputError
 from byzdask.kernels.arrays import Batch, array_family
 
 __all__ = ["SHM_DIR", "SharedArena", "shareable", "shared_block"]
@@ -40,27 +45,38 @@ _MAPS: OrderedDict[str, mmap.mmap] = OrderedDict()  # in each worker: arena file
 _KEEP_MAPS = 4
 
 
-def shared_block(path: str, offset: int, rows: int, columns: int, dtype: str) -> np.ndarray:
-    """Task: the (rows, columns) block stored at ``offset`` bytes of the arena file ``path``, as a read-only view.
-
-    The file is mapped once per process. The maps of the last few files are kept; those of
-    files that no longer exist (an arena replaced by a larger one, or removed) are dropped, and
-    unmapped once their last view is gone.
-    """
+def _mapped(path: str) -> mmap.mmap:
+    """This process's read-write map of the arena file ``path`` (made once; see :func:`shared_block`)."""
     mapped = _MAPS.get(path)
     if mapped is None:
         for old in [p for p in _MAPS if not os.path.exists(p)]:
             del _MAPS[old]  # an arena that was replaced or removed: let its pages go
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDWR)
         try:
-            mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            mapped = mmap.mmap(fd, 0)
         finally:
             os.close(fd)
         _MAPS[path] = mapped
         while len(_MAPS) > _KEEP_MAPS:
             _MAPS.popitem(last=False)
     _MAPS.move_to_end(path)
-    return np.frombuffer(mapped, dtype=np.dtype(dtype), count=rows * columns, offset=offset).reshape(rows, columns)
+    return mapped
+
+
+def _region(path: str, offset: int, rows: int, columns: int, dtype: str, *, writable: bool = False) -> np.ndarray:
+    view = np.frombuffer(_mapped(path), dtype=np.dtype(dtype), count=rows * columns, offset=offset)
+    view.flags.writeable = writable
+    return view.reshape(rows, columns)
+
+
+def shared_block(path: str, offset: int, rows: int, columns: int, dtype: str) -> np.ndarray:
+    """The (rows, columns) block stored at ``offset`` bytes of the arena file ``path``, as a read-only view.
+
+    The file is mapped once per process. The maps of the last few files are kept; those of
+    files that no longer exist (an arena replaced by a larger one, or removed) are dropped, and
+    unmapped once their last view is gone.
+    """
+    return _region(path, offset, rows, columns, dtype)
 
 
 def shareable(value: Any) -> tuple[int, int, np.dtype, Batch] | None:
@@ -199,52 +215,173 @@ class SharedArena:
                 self._map.close()
         self.path, self._map, self._size = None, None, 0
 
+    def discard(self) -> None:
+        """Give up the current file (the next aggregation makes a new one); tasks may still hold maps of it."""
+        self._drop()
+
     def close(self) -> None:
         """Remove the arena file (idempotent)."""
         self._drop()
 
 
-def blocks_of(path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: np.dtype,
-              spans: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
-    """Copy ``value`` into ``buffer`` block by block.
+class _Filling:
+    """The input's column blocks in the arena: where each lies, and the copy that fills it.
 
-    Returns the (n, d) Dask array of the blocks and the list of their :func:`shared_block` tasks
-    (``dask.delayed``), one per span.
+    :meth:`submit_each` copies one block at a time (one thread per core) and submits that
+    block's task as soon as its copy is done, so the first workers compute while the caller
+    still copies the later blocks.
     """
-    import dask
-    import dask.array as da
 
-    rows = _rows(value, n, d)
-    parts, tasks, copies, offset = [], [], [], 0
-    for start, stop in spans:
-        width = stop - start
-        block = buffer[offset:offset + n * width * dtype.itemsize].view(dtype).reshape(n, width)
-        copies += [(block[i], row[start:stop]) for i, row in enumerate(rows)]
-        task = dask.delayed(shared_block, pure=False)(path, offset, n, width, dtype.str)
-        tasks.append(task)
-        parts.append(da.from_delayed(task, shape=(n, width), dtype=dtype))
-        offset += n * width * dtype.itemsize
-    # numpy copies without the GIL: one thread per core (the workers wait for the data meanwhile)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(copies), os.cpu_count() or 1))) as threads:
-        list(threads.map(lambda pair: np.copyto(pair[0], pair[1], casting="same_kind"), copies))
-    return da.concatenate(parts, axis=1), tasks
+    def __init__(self, path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: np.dtype,
+                 spans: Sequence[tuple[int, int]]) -> None:
+        rows = _rows(value, n, d)
+        self.places: list[tuple] = []
+        self._copies: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        offset = 0
+        for start, stop in spans:
+            width = stop - start
+            block = buffer[offset:offset + n * width * dtype.itemsize].view(dtype).reshape(n, width)
+            self._copies.append([(block[i], row[start:stop]) for i, row in enumerate(rows)])
+            self.places.append((path, offset, n, width, dtype.str))
+            offset += n * width * dtype.itemsize
+
+    async def submit_each(self, client: Any, call_for: Any) -> list[Any]:
+        """Fill each block, then submit ``call_for(block index) -> (fn, args)``; returns the futures."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        # numpy copies without the GIL: one thread per core
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as threads:
+            for index, copies in enumerate(self._copies):
+                await loop.run_in_executor(None, _copy_all, threads, copies)
+                fn, args = call_for(index)
+                futures.append(client.submit(fn, *args, pure=False))
+        return futures
+
+
+def _copy_all(threads: ThreadPoolExecutor, copies: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    list(threads.map(lambda pair: np.copyto(pair[0], pair[1], casting="same_kind"), copies))
+
+
+# -- tasks: read the block in place, write the output piece in place, return only what is small ------
+
+
+def _columnwise_in_place(rule: Any, place: tuple, out: tuple, ok: Any, f: int | None, allowed: int) -> np.ndarray:
+    """Task: the rule's column kernel on a block of the arena, written to the arena; returns the block's row mask."""
+    from byzdask.engine.blockwise import _columnwise_task
+
+    target = _region(*out, writable=True).reshape(-1)
+    mask, _ = _columnwise_task(rule, shared_block(*place), ok, f, allowed, target)
+    return mask
+
+
+def _gram_in_place(rule: Any, place: tuple, ok: Any, drop: bool, f: int | None, allowed: int, anchor: tuple,
+                   held: Any) -> tuple:
+    """Task: a block's row mask, Gram partial and anchor rows (all small: m^2 and k x width values)."""
+    from byzdask.engine.blockwise import _gram_task
+
+    return _gram_task(rule, shared_block(*place), ok, drop, f, allowed, anchor, held)
+
+
+def _combine_in_place(place: tuple, out: tuple, extra: Any, ok: Any, weights: np.ndarray) -> None:
+    """Task: a block's weighted sum of rows, written to the arena."""
+    from byzdask.engine.blockwise import _combine_task
+
+    _region(*out, writable=True).reshape(-1)[:] = _combine_task(shared_block(*place), extra, ok, weights)
+
+
+async def _gather(client: Any, futures: list[Any], what: str, timeout: float | None) -> list[Any]:
+    """The (small) results of the block tasks ``futures``."""
+    try:
+        return await asyncio.wait_for(client.gather(futures), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"shared-memory fan-out: the cluster did not finish {len(futures)} block task(s) "
+                           f"({what}) within {timeout} s") from None
+
+
+async def _run(client: Any, calls: list[tuple], timeout: float | None, first: Any = None) -> list[Any]:
+    """Run ``(fn, args)`` calls, one per block, as tasks (``first``: filling the blocks as they are submitted)."""
+    if first is not None:
+        futures = await first.submit_each(client, lambda index: calls[index])
+    else:
+        futures = [client.submit(fn, *args, pure=False) for fn, args in calls]
+    return await _gather(client, futures, calls[0][0].__name__, timeout)
+
+
+async def _columnwise(rule: Any, n: int, filling: _Filling, outs: list[tuple], allowed: int, client: Any,
+                      timeout: float | None) -> None:
+    from byzdask.engine.blockwise import _check_rows
+
+    ok = None
+    for attempt in range(2):
+        masks = await _run(client, [(_columnwise_in_place, (rule, place, out, ok, rule.f, allowed))
+                                    for place, out in zip(filling.places, outs)], timeout,
+                           first=None if attempt else filling)
+        common = _check_rows(rule, masks, n)
+        if attempt or all(np.array_equal(m, masks[0]) for m in masks):
+            return
+        # a row is non-finite in some blocks only: every block drops the same rows, again
+        ok = common if common is not None else np.ones(n, dtype=bool)
+
+
+async def _gram(rule: Any, n: int, d: int, filling: _Filling, outs: list[tuple], spans: Sequence[tuple[int, int]],
+                allowed: int, client: Any, timeout: float | None) -> None:
+    from byzdask.engine.blockwise import _anchor_kind, _check_rows, _host, _sum_partials
+
+    anchor, held = _anchor_kind(rule, d)
+    if anchor[0] == "row" and anchor[1] >= n:
+        raise InputError(f"MoNNA reference_index={anchor[1]} but only n={n} vectors were given; "
+                         f"expected 0 <= reference_index < {n}")
+    flat_held = None if held is None else np.asarray(_host(held)).reshape(-1)
+    helds = [None if flat_held is None else flat_held[start:stop] for start, stop in spans]
+    task_rule = rule if anchor[0] == "rule" else None
+    places = filling.places
+    ok = None
+    for attempt in range(2):
+        triples = await _run(client, [(_gram_in_place, (task_rule, place, ok, rule.drops_nonfinite, rule.f, allowed,
+                                                        anchor, h)) for place, h in zip(places, helds)], timeout,
+                             first=None if attempt else filling)
+        masks = [t[0] for t in triples]
+        common = _check_rows(rule, masks, n, anchor)
+        if attempt or all(np.array_equal(m, masks[0]) for m in masks):
+            break
+        ok = common if common is not None else np.ones(n, dtype=bool)
+    m = n if common is None else int(common.sum())
+    f = None if rule.f is None else rule.f - (n - m)
+    weights = np.asarray(_host(rule.gram_weights(_sum_partials(*[t[1] for t in triples]), m, f, np)),
+                         dtype=np.float64)
+    await _run(client, [(_combine_in_place, (place, out, t[2], common, weights))
+                        for place, out, t in zip(places, outs, triples)], timeout)
 
 
 async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedArena, client: Any, *, blocks: int,
                            timeout: float | None) -> Any:
-    """Aggregate a caller-held input through ``arena``: one copy in, blocks read in place by the workers.
+    """Aggregate a caller-held input through ``arena``: one copy in, blocks read and output written in place.
 
-    ``layout`` is what :func:`shareable` said of ``value``.
+    ``layout`` is what :func:`shareable` said of ``value``. The arena holds the input's column
+    blocks, then the d-vector output; a columnwise rule is one round of ``blocks`` tasks, a gram
+    rule two (Gram partials, then the weighted sums), and the tasks return only row masks, Gram
+    partials and anchor rows: the output is read back from the arena, never sent over a socket.
     """
-    from byzdask.engine.blockwise import _drive_async, _steps
     from byzdask.kernels.arrays import restore_like
     from byzdask.kernels.blocks import column_blocks
 
     n, d, dtype, batch = layout
+    rule.check_n(n)
+    allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
     spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=blocks)]
-    with arena.holding(n * d * dtype.itemsize) as (path, buffer):
-        x, tasks = await asyncio.to_thread(blocks_of, path, buffer, value, n, d, dtype, spans)
-        # the block tasks themselves, not the concatenated array's chunks (no concatenate/slice tasks)
-        steps = _steps(rule, x, compute=True, block_columns=None, allow_gather=False, blocks=tasks)
-        flat = await _drive_async(steps, client, timeout)
-    return restore_like(np.asarray(flat).reshape(-1), batch)
+    size = dtype.itemsize
+    in_bytes = n * d * size
+    with arena.holding(in_bytes + d * size) as (path, buffer):
+        try:
+            filling = _Filling(path, buffer, value, n, d, dtype, spans)
+            outs = [(path, in_bytes + start * size, 1, stop - start, dtype.str) for start, stop in spans]
+            if rule.kind == "columnwise":
+                await _columnwise(rule, n, filling, outs, allowed, client, timeout)
+            else:
+                await _gram(rule, n, d, filling, outs, spans, allowed, client, timeout)
+            flat = buffer[in_bytes:in_bytes + d * size].view(dtype).copy()
+        except BaseException:
+            # a task still running after a failure or a time-out writes into this file: the next input gets a new one
+            arena.discard()
+            raise
+    return restore_like(rule.finish(flat), batch)

@@ -10,11 +10,14 @@ import pytest
 import torch
 
 from byzdask.aggregators import (
+    CenteredClipping,
     CoordinateWiseMedian,
     CoordinateWiseTrimmedMean,
     GeometricMedian,
     Krum,
+    MoNNA,
 )
+from byzdask.errors import NonFiniteError
 from byzdask.engine.graph.ops import make_single_operator_graph
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.engine.graph.scheduler import NodeScheduler
@@ -83,6 +86,26 @@ async def test_process_pool_fans_out_through_shared_memory():
             got = (await scheduler.run({"gradients": x}))["agg"]
             assert pool._arena is not None and pool._arena.path.startswith("/dev/shm/byzdask-")
             np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-4, atol=1e-5)  # GM: iterated to tol
+
+        # anchor rows of every kind: computed per block (GM from the median), a row (MoNNA), held (CC "previous")
+        clipping, reference = CenteredClipping(c_tau=1.0, init="previous"), CenteredClipping(c_tau=1.0, init="previous")
+        for rule, twin in ((GeometricMedian(init="median"), None), (MoNNA(f=2, reference_index=4), None),
+                           (clipping, reference)):
+            scheduler = NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0)
+            for step in range(2):  # the second call of CC starts from the first call's result
+                got = (await scheduler.run({"gradients": x + step}))["agg"]
+                want = (rule if twin is None else twin).aggregate(x + step)
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+        # too many non-finite rows (row 2 and three more): the error names them, the arena file is given up, the next run works
+        bad = x.copy()
+        bad[[0, 5, 9], 3000] = np.inf
+        path = pool._arena.path
+        with pytest.raises(NonFiniteError, match="4 of 11 input vectors"):
+            await NodeScheduler(_graph(Krum(f=2)), pool=pool, fanout_min_bytes=0).run({"gradients": bad})
+        assert pool._arena.path is None and not os.path.exists(path)
+        got = (await NodeScheduler(_graph(Krum(f=2)), pool=pool, fanout_min_bytes=0).run({"gradients": x}))["agg"]
+        np.testing.assert_allclose(got, Krum(f=2).aggregate(x), rtol=1e-5)
 
         # a list of torch tensors comes back as one torch tensor of their dtype and shape
         tensors = [torch.from_numpy(row.reshape(3, -1)) for row in _data(7, 3000, seed=1)]
