@@ -20,7 +20,9 @@ block is dropped from every block (at most the rule's f of them). The first pass
 optimistic: each block finds its own non-finite rows and computes its piece without them, and
 returns its row mask with the piece; the client combines the masks, and only when a row is
 non-finite in some blocks but not in others does it run the pass again with the common mask.
-So a columnwise rule reads each block once and a gram rule twice (Gram, then combine).
+A gram rule's block looks for non-finite rows only when its Gram partial comes out non-finite
+(as in :meth:`Aggregator.aggregate`). So a columnwise rule reads each block twice (the row
+check, then the kernel) and a gram rule twice (Gram, then combine) when all rows are finite.
 
 Anchor rows of gram rules: a rule's :meth:`~Aggregator.extra_rows` is called on each block
 (right for anchors computed column by column, such as a coordinate-wise median), except for
@@ -455,11 +457,19 @@ def _anchor(rule: Aggregator | None, anchor: tuple, block: Any, rows: Any, f_row
 
 def _gram_task(rule: Aggregator | None, block: Any, ok: Any, drop: bool, f: int | None, allowed: int,
                anchor: tuple, held: Any) -> tuple:
+    xp = _namespace(block)
+    if ok is None and drop:
+        # optimistic, as Aggregator.aggregate: a row holding NaN or Inf makes the Gram matrix (or an
+        # anchor row) non-finite, so a finite result needs no separate pass over the block to look for them
+        extra = _anchor(rule, anchor, block, block, f, held)
+        gram = _host(gram_matrix(block, extra, xp))
+        if bool(np.isfinite(gram).all()):
+            return np.ones(block.shape[0], dtype=bool), gram, extra
     mask, rows, f_rows = _select_rows(block, ok, drop, f, allowed)
     if rows is None:
         return mask, None, None
     extra = _anchor(rule, anchor, block, rows, f_rows, held)
-    return mask, _host(gram_matrix(rows, extra, _namespace(block))), extra
+    return mask, _host(gram_matrix(rows, extra, xp)), extra
 
 
 def _sum_partials(*parts: Any) -> Any:
