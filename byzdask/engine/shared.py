@@ -27,6 +27,7 @@ import contextlib
 import mmap
 import os
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ import numpy as np
 from byzdask.errors import InputError
 from byzdask.kernels.arrays import Batch, array_family
 
-__all__ = ["SHM_DIR", "SharedArena", "shareable", "shared_block"]
+__all__ = ["SHM_DIR", "SharedArena", "SharedArrays", "shareable", "shared_block"]
 
 #: Where arena files live (a RAM file system on Linux).
 SHM_DIR = "/dev/shm"
@@ -125,6 +126,16 @@ def shareable(value: Any) -> tuple[int, int, np.dtype, Batch] | None:
     batch = Batch(matrix=None, xp=np, family=family, dtype=dtype, device=getattr(items[0], "device", None),
                   shape=tuple(int(s) for s in per), stacked=stacked)
     return n, d, work, batch
+
+
+def readable_in_place(layout: tuple) -> bool:
+    """Whether an input that :func:`shareable` described as ``layout`` can be read as it lies in memory.
+
+    It can when it is one stacked array whose dtype is the working dtype (float32 or float64):
+    then an input inside a :class:`SharedArrays` array needs no copy.
+    """
+    _, _, work, batch = layout
+    return batch.stacked and str(batch.dtype).removeprefix("torch.") == work.name
 
 
 def _rows(value: Any, n: int, d: int) -> list[np.ndarray]:
@@ -224,26 +235,114 @@ class SharedArena:
         self._drop()
 
 
-class _Filling:
-    """The input's column blocks in the arena: where each lies, and the copy that fills it.
+class SharedArrays:
+    """Arrays in ``/dev/shm`` that the workers of a pool read in place (see :meth:`ActorPool.shared_array`).
 
-    :meth:`submit_each` copies one block at a time (one thread per core) and submits that
-    block's task as soon as its copy is done, so the first workers compute while the caller
-    still copies the later blocks.
+    An input that lies in one of them (a stacked numpy array, or a CPU torch tensor over it)
+    is fanned out with no copy at all: each worker maps the file and reads its column block.
+    Each array's file is removed when the array (and every view of it) is garbage collected,
+    or when the registry is closed (the pool shuts down), whichever comes first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arrays = SharedArrays()
+    >>> x = arrays.new((3, 4), np.float32)
+    >>> x[:] = 1.0
+    >>> path, offset = arrays.locate(x[1:])
+    >>> offset, path.startswith(SHM_DIR)
+    (16, True)
+    >>> arrays.locate(np.ones((3, 4), np.float32)) is None
+    True
+    >>> arrays.close()
     """
 
-    def __init__(self, path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: np.dtype,
-                 spans: Sequence[tuple[int, int]]) -> None:
+    def __init__(self, directory: str = SHM_DIR) -> None:
+        self.directory = directory
+        self._entries: dict[str, tuple[int, int, weakref.ref]] = {}  # path -> (address, bytes, map)
+
+    def new(self, shape: int | Sequence[int], dtype: Any = np.float32) -> np.ndarray:
+        """A zero-filled array of ``shape`` and ``dtype`` in shared memory."""
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not shape or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in shape):
+            raise InputError(f"shape must be a non-empty tuple of non-negative integers, got {shape!r}")
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape))
+        size = max(count * dtype.itemsize, mmap.PAGESIZE)
+        path = os.path.join(self.directory, f"byzdask-array-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            mapped = mmap.mmap(fd, size)
+        except BaseException:
+            os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
+        array = np.frombuffer(mapped, dtype=dtype, count=count).reshape(shape)
+        self._entries[path] = (array.__array_interface__["data"][0], count * dtype.itemsize, weakref.ref(mapped))
+        weakref.finalize(mapped, self._forget, path)  # the last view is gone: remove the file
+        return array
+
+    def _forget(self, path: str) -> None:
+        self._entries.pop(path, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def locate(self, value: Any) -> tuple[str, int] | None:
+        """``(file, byte offset)`` of a C-contiguous numpy array or CPU tensor lying in one of the arrays, else None."""
+        if isinstance(value, np.ndarray):
+            contiguous, address, nbytes = value.flags.c_contiguous, value.__array_interface__["data"][0], value.nbytes
+        elif array_family(value) == "torch" and value.device.type == "cpu":
+            contiguous, address = value.is_contiguous(), value.data_ptr()
+            nbytes = value.numel() * value.element_size()
+        else:
+            return None
+        if not contiguous:
+            return None
+        for path, (start, size, mapped) in list(self._entries.items()):
+            if mapped() is not None and start <= address and address + nbytes <= start + size:
+                return path, address - start
+        return None
+
+    def close(self) -> None:
+        """Remove every array's file (the arrays stay readable here; workers can no longer map them)."""
+        for path in list(self._entries):
+            self._forget(path)
+
+
+class _Blocks:
+    """The input's column blocks as the workers find them in shared memory, and the copies that put them there.
+
+    A place is ``(path, offset, rows, columns, dtype, start, stop)``: columns ``start:stop`` of the
+    (rows, columns) matrix stored at ``offset`` bytes of the file ``path``. :meth:`submit_each`
+    makes each block's copy (one thread per core) and submits that block's task as soon as its
+    copy is done, so the first workers compute while the caller still copies the later blocks.
+    """
+
+    def __init__(self, places: list[tuple], copies: list[list[tuple[np.ndarray, np.ndarray]]]) -> None:
+        self.places = places
+        self._copies = copies
+
+    @classmethod
+    def copied(cls, path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: np.dtype,
+               spans: Sequence[tuple[int, int]]) -> _Blocks:
+        """Blocks to be copied from ``value`` into ``buffer`` (the arena), one contiguous block after the other."""
         rows = _rows(value, n, d)
-        self.places: list[tuple] = []
-        self._copies: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        offset = 0
+        places, copies, offset = [], [], 0
         for start, stop in spans:
             width = stop - start
             block = buffer[offset:offset + n * width * dtype.itemsize].view(dtype).reshape(n, width)
-            self._copies.append([(block[i], row[start:stop]) for i, row in enumerate(rows)])
-            self.places.append((path, offset, n, width, dtype.str))
+            copies.append([(block[i], row[start:stop]) for i, row in enumerate(rows)])
+            places.append((path, offset, n, width, dtype.str, 0, width))
             offset += n * width * dtype.itemsize
+        return cls(places, copies)
+
+    @classmethod
+    def in_place(cls, path: str, offset: int, n: int, d: int, dtype: np.dtype,
+                 spans: Sequence[tuple[int, int]]) -> _Blocks:
+        """Column blocks of an (n, d) input that already lies in shared memory (:meth:`SharedArrays.new`): no copy."""
+        return cls([(path, offset, n, d, dtype.str, start, stop) for start, stop in spans], [[] for _ in spans])
 
     async def submit_each(self, client: Any, call_for: Any) -> list[Any]:
         """Fill each block, then submit ``call_for(block index) -> (fn, args)``; returns the futures."""
@@ -252,10 +351,17 @@ class _Filling:
         # numpy copies without the GIL: one thread per core
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as threads:
             for index, copies in enumerate(self._copies):
-                await loop.run_in_executor(None, _copy_all, threads, copies)
+                if copies:
+                    await loop.run_in_executor(None, _copy_all, threads, copies)
                 fn, args = call_for(index)
                 futures.append(client.submit(fn, *args, pure=False))
         return futures
+
+
+def _block(place: tuple) -> np.ndarray:
+    """The read-only (rows, stop - start) block at ``place`` (see :class:`_Blocks`)."""
+    path, offset, rows, columns, dtype, start, stop = place
+    return _region(path, offset, rows, columns, dtype)[:, start:stop]
 
 
 def _copy_all(threads: ThreadPoolExecutor, copies: list[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -270,7 +376,7 @@ def _columnwise_in_place(rule: Any, place: tuple, out: tuple, ok: Any, f: int | 
     from byzdask.engine.blockwise import _columnwise_task
 
     target = _region(*out, writable=True).reshape(-1)
-    mask, _ = _columnwise_task(rule, shared_block(*place), ok, f, allowed, target)
+    mask, _ = _columnwise_task(rule, _block(place), ok, f, allowed, target)
     return mask
 
 
@@ -279,14 +385,14 @@ def _gram_in_place(rule: Any, place: tuple, ok: Any, drop: bool, f: int | None, 
     """Task: a block's row mask, Gram partial and anchor rows (all small: m^2 and k x width values)."""
     from byzdask.engine.blockwise import _gram_task
 
-    return _gram_task(rule, shared_block(*place), ok, drop, f, allowed, anchor, held)
+    return _gram_task(rule, _block(place), ok, drop, f, allowed, anchor, held)
 
 
 def _combine_in_place(place: tuple, out: tuple, extra: Any, ok: Any, weights: np.ndarray) -> None:
     """Task: a block's weighted sum of rows, written to the arena."""
     from byzdask.engine.blockwise import _combine_task
 
-    _region(*out, writable=True).reshape(-1)[:] = _combine_task(shared_block(*place), extra, ok, weights)
+    _region(*out, writable=True).reshape(-1)[:] = _combine_task(_block(place), extra, ok, weights)
 
 
 async def _gather(client: Any, futures: list[Any], what: str, timeout: float | None) -> list[Any]:
@@ -307,15 +413,15 @@ async def _run(client: Any, calls: list[tuple], timeout: float | None, first: An
     return await _gather(client, futures, calls[0][0].__name__, timeout)
 
 
-async def _columnwise(rule: Any, n: int, filling: _Filling, outs: list[tuple], allowed: int, client: Any,
+async def _columnwise(rule: Any, n: int, blocks: _Blocks, outs: list[tuple], allowed: int, client: Any,
                       timeout: float | None) -> None:
     from byzdask.engine.blockwise import _check_rows
 
     ok = None
     for attempt in range(2):
         masks = await _run(client, [(_columnwise_in_place, (rule, place, out, ok, rule.f, allowed))
-                                    for place, out in zip(filling.places, outs)], timeout,
-                           first=None if attempt else filling)
+                                    for place, out in zip(blocks.places, outs)], timeout,
+                           first=None if attempt else blocks)
         common = _check_rows(rule, masks, n)
         if attempt or all(np.array_equal(m, masks[0]) for m in masks):
             return
@@ -323,7 +429,7 @@ async def _columnwise(rule: Any, n: int, filling: _Filling, outs: list[tuple], a
         ok = common if common is not None else np.ones(n, dtype=bool)
 
 
-async def _gram(rule: Any, n: int, d: int, filling: _Filling, outs: list[tuple], spans: Sequence[tuple[int, int]],
+async def _gram(rule: Any, n: int, d: int, blocks: _Blocks, outs: list[tuple], spans: Sequence[tuple[int, int]],
                 allowed: int, client: Any, timeout: float | None) -> None:
     from byzdask.engine.blockwise import _anchor_kind, _check_rows, _host, _sum_partials
 
@@ -334,12 +440,12 @@ async def _gram(rule: Any, n: int, d: int, filling: _Filling, outs: list[tuple],
     flat_held = None if held is None else np.asarray(_host(held)).reshape(-1)
     helds = [None if flat_held is None else flat_held[start:stop] for start, stop in spans]
     task_rule = rule if anchor[0] == "rule" else None
-    places = filling.places
+    places = blocks.places
     ok = None
     for attempt in range(2):
         triples = await _run(client, [(_gram_in_place, (task_rule, place, ok, rule.drops_nonfinite, rule.f, allowed,
                                                         anchor, h)) for place, h in zip(places, helds)], timeout,
-                             first=None if attempt else filling)
+                             first=None if attempt else blocks)
         masks = [t[0] for t in triples]
         common = _check_rows(rule, masks, n, anchor)
         if attempt or all(np.array_equal(m, masks[0]) for m in masks):
@@ -354,13 +460,15 @@ async def _gram(rule: Any, n: int, d: int, filling: _Filling, outs: list[tuple],
 
 
 async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedArena, client: Any, *, blocks: int,
-                           timeout: float | None) -> Any:
-    """Aggregate a caller-held input through ``arena``: one copy in, blocks read and output written in place.
+                           timeout: float | None, placed: tuple[str, int] | None = None) -> Any:
+    """Aggregate a caller-held input through shared memory: blocks read and output written in place.
 
-    ``layout`` is what :func:`shareable` said of ``value``. The arena holds the input's column
-    blocks, then the d-vector output; a columnwise rule is one round of ``blocks`` tasks, a gram
-    rule two (Gram partials, then the weighted sums), and the tasks return only row masks, Gram
-    partials and anchor rows: the output is read back from the arena, never sent over a socket.
+    ``layout`` is what :func:`shareable` said of ``value``. Unless the input already lies in
+    shared memory (``placed``: its file and offset, see :meth:`SharedArrays.locate`), it is first
+    copied into ``arena``, one column block after the other; the d-vector output goes to the
+    arena after the input. A columnwise rule is one round of ``blocks`` tasks, a gram rule two
+    (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials
+    and anchor rows: the output is read back from the arena, never sent over a socket.
     """
     from byzdask.kernels.arrays import restore_like
     from byzdask.kernels.blocks import column_blocks
@@ -370,15 +478,18 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
     spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=blocks)]
     size = dtype.itemsize
-    in_bytes = n * d * size
+    in_bytes = 0 if placed is not None else n * d * size
     with arena.holding(in_bytes + d * size) as (path, buffer):
         try:
-            filling = _Filling(path, buffer, value, n, d, dtype, spans)
+            if placed is None:
+                parts = _Blocks.copied(path, buffer, value, n, d, dtype, spans)
+            else:
+                parts = _Blocks.in_place(placed[0], placed[1], n, d, dtype, spans)
             outs = [(path, in_bytes + start * size, 1, stop - start, dtype.str) for start, stop in spans]
             if rule.kind == "columnwise":
-                await _columnwise(rule, n, filling, outs, allowed, client, timeout)
+                await _columnwise(rule, n, parts, outs, allowed, client, timeout)
             else:
-                await _gram(rule, n, d, filling, outs, spans, allowed, client, timeout)
+                await _gram(rule, n, d, parts, outs, spans, allowed, client, timeout)
             flat = buffer[in_bytes:in_bytes + d * size].view(dtype).copy()
         except BaseException:
             # a task still running after a failure or a time-out writes into this file: the next input gets a new one

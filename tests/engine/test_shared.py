@@ -17,11 +17,11 @@ from byzdask.aggregators import (
     Krum,
     MoNNA,
 )
-from byzdask.errors import NonFiniteError
+from byzdask.errors import InputError, NonFiniteError
 from byzdask.engine.graph.ops import make_single_operator_graph
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.engine.graph.scheduler import NodeScheduler
-from byzdask.engine.shared import SharedArena, shareable, shared_block
+from byzdask.engine.shared import SharedArena, SharedArrays, shareable, shared_block
 
 pytestmark = pytest.mark.skipif(not SharedArena.available(), reason="no writable /dev/shm")
 
@@ -143,3 +143,59 @@ async def test_process_pool_fans_out_through_shared_memory():
         path = arena.path
         assert os.path.exists(path)
     assert not os.path.exists(path)  # removed at shutdown
+
+
+def test_shared_arrays_locate_their_views_and_remove_their_files(tmp_path):
+    import gc
+
+    arrays = SharedArrays(str(tmp_path))
+    x = arrays.new((4, 6), np.float64)
+    assert x.shape == (4, 6) and x.dtype == np.float64 and not x.any()
+    (path,) = os.listdir(tmp_path)
+    assert arrays.locate(x) == (str(tmp_path / path), 0)
+    assert arrays.locate(x[2:]) == (str(tmp_path / path), 2 * 6 * 8)
+    assert arrays.locate(torch.from_numpy(x[1:3])) == (str(tmp_path / path), 6 * 8)
+    assert arrays.locate(x[:, 1:]) is None  # not contiguous
+    assert arrays.locate(x.copy()) is None
+    with pytest.raises(InputError, match="non-negative integers"):
+        arrays.new((3, -1))
+    del x
+    gc.collect()
+    assert os.listdir(tmp_path) == []  # the last view went: the file went with it
+    y = arrays.new(5)
+    arrays.close()
+    assert os.listdir(tmp_path) == [] and y.shape == (5,)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_input_in_a_shared_array_is_read_in_place():
+    x = _data(11, 6001)
+    x[3, 10] = np.nan  # non-finite in one block only
+    async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
+        shared = pool.shared_array(x.shape)
+        shared[:] = x
+        path = pool.locate_shared(shared)[0]
+        for rule in (CoordinateWiseMedian(), Krum(f=2), GeometricMedian(init="median")):
+            scheduler = NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0)
+            got = (await scheduler.run({"gradients": shared}))["agg"]
+            np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-4, atol=1e-5)
+            # nothing was copied: the pool's arena only ever held the d-vector output
+            assert pool._arena._size < x.nbytes
+        # rows 2..10 as a torch tensor over the shared array: still read in place
+        rows = torch.from_numpy(shared[2:])
+        got = (await NodeScheduler(_graph(Krum(f=2)), pool=pool, fanout_min_bytes=0).run({"gradients": rows}))["agg"]
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_allclose(got.numpy(), Krum(f=2).aggregate(x[2:]), rtol=1e-5)
+        assert pool._arena._size < x.nbytes
+        # a float16 shared array is not of the working dtype: it is copied (converted) as any other input
+        half = pool.shared_array(x.shape, np.float16)
+        half[:] = x
+        got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
+                                   fanout_min_bytes=0).run({"gradients": half}))["agg"]
+        assert got.dtype == np.float16 and pool._arena._size >= x.nbytes
+        np.testing.assert_array_equal(got, CoordinateWiseMedian().aggregate(half))
+        assert os.path.exists(path)
+    assert not os.path.exists(path)  # removed at shutdown
+    with pytest.raises(RuntimeError, match="no shared memory"):
+        pool.shared_array(3)

@@ -239,6 +239,7 @@ class ActorPool:
         self._runner: Any = None
         self._sync_client: Any = None
         self._arena: Any = None
+        self._arrays: Any = None  # SharedArrays of shared_array(), made on first use
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -319,6 +320,33 @@ class ActorPool:
         if self._arena is None:
             self._arena = SharedArena()
         return self._arena
+
+    def shared_array(self, shape: int | Sequence[int], dtype: Any = "float32") -> Any:
+        """A zero-filled numpy array in shared memory that this pool's workers read in place.
+
+        Fill it (``x[i] = gradient``, or through ``torch.from_numpy(x)``) and give it, or a
+        C-contiguous slice of it, to a one-node aggregation graph: the fan-out then copies
+        nothing (a caller-held array is first copied into the pool's shared memory). Its file in
+        ``/dev/shm`` is removed when the array and all its views are garbage collected, or when
+        the pool shuts down.
+
+        Raises
+        ------
+        RuntimeError
+            The pool's workers are not local processes started by byzdask (:attr:`shares_memory`).
+        """
+        from byzdask.engine.shared import SharedArrays
+
+        if not self.shares_memory:
+            raise RuntimeError("this pool's workers are not local processes started by byzdask: no shared memory; "
+                               "use ActorPoolConfig('process', ...)")
+        if self._arrays is None:
+            self._arrays = SharedArrays()
+        return self._arrays.new(shape, dtype)
+
+    def locate_shared(self, value: Any) -> tuple[str, int] | None:
+        """``(file, offset)`` when ``value`` lies in an array of :meth:`shared_array`, else None."""
+        return None if self._arrays is None else self._arrays.locate(value)
 
     @property
     def scheduler_address(self) -> str:
@@ -512,6 +540,9 @@ class ActorPool:
         if self._arena is not None:
             self._arena.close()
             self._arena = None
+        if self._arrays is not None:
+            self._arrays.close()
+            self._arrays = None
         client, cluster = self._client, self._cluster
         self._client = None
         if client is not None and self._owns_client:

@@ -191,7 +191,7 @@ class NodeScheduler:
         the arena is free; otherwise None (the usual route).
         """
         from byzdask.engine.blockwise import single_aggregation
-        from byzdask.engine.shared import aggregate_shared, shareable
+        from byzdask.engine.shared import aggregate_shared, readable_in_place, shareable
 
         found = single_aggregation(self.graph, values)
         if found is None or not dask.config.get("byzdask.scheduler.shared-memory", True):
@@ -203,9 +203,11 @@ class NodeScheduler:
         layout = shareable(value)
         if layout is None:
             return None
-        logger.debug("node %r fans out through shared memory", node.name)
+        # an input in one of the pool's shared arrays (stacked, of the working dtype) is read where it lies
+        placed = self.pool.locate_shared(value) if readable_in_place(layout) else None
+        logger.debug("node %r fans out through shared memory (%s)", node.name, "in place" if placed else "copied")
         result = await aggregate_shared(op, value, layout, self.pool.shared_arena, self.pool.client,
-                                        blocks=max(1, self.pool.size), timeout=600.0)
+                                        blocks=max(1, self.pool.size), timeout=600.0, placed=placed)
         return {node.name: result}
 
     def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
