@@ -18,6 +18,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
   caller holds the input; it is copied once into the pool's shared memory, column block by
   column block, and each worker aggregates its blocks in place (:mod:`byzdask.engine.shared`;
   the time includes the copy);
+- ``shared fan-out``: the same, with the input built in the pool's shared memory
+  (:meth:`ActorPool.shared_array`, filled untimed, as a caller that assembles its gradients
+  there would): nothing is copied, the workers read their blocks where the input lies;
 - ``1 task``: the same scheduler without fan-out (the whole input goes to one worker);
 - ``resident 1 task`` / ``resident fan-out``: the input already lives on a worker as a future
   (put there untimed, as gradients computed on workers are), aggregated there by one task, or
@@ -28,8 +31,8 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 - ``byzpy pool``: ByzPy 0.1.4's own NodeScheduler on its ActorPool (process backend, 2 workers),
   run in the peer venv (``--peer-python``) on the same inputs, when it is installed.
 
-Each time is the minimum over ``--repeat`` runs after one warm-up run; ``direct``, ``fan-out``
-and ``1 task`` take turns (one run of each, ``--repeat`` times), and so do the two ``resident``
+Each time is the minimum over ``--repeat`` runs after one warm-up run; ``direct``, ``fan-out``,
+``shared fan-out`` and ``1 task`` take turns (one run of each, ``--repeat`` times), and so do the two ``resident``
 columns, so that a drift of the machine's speed does not favour one of them. The crossover printed at
 the end is, per rule, the smallest d at which the fan-out beat the direct path.
 """
@@ -185,13 +188,18 @@ async def _rule_row(pool, name: str, x: np.ndarray, repeat: int) -> dict:
     graph = make_single_operator_graph(node_name=name, operator=rule, input_keys=("gradients",))
     fan = NodeScheduler(graph, pool=pool, fanout_min_bytes=0)
     single = NodeScheduler(graph, pool=pool, fanout_min_bytes=2**62)
+    shared = pool.shared_array(x.shape, x.dtype)
+    shared[:] = x  # untimed: a caller that builds its input in the pool's shared memory
     row = await best_interleaved({
         "direct": lambda: asyncio.to_thread(rule.aggregate, x),
         "fan-out": lambda: fan.run({"gradients": x}),
+        "shared fan-out": lambda: fan.run({"gradients": shared}),
         "1 task": lambda: single.run({"gradients": x}),
     }, repeat)
-    check = (await fan.run({"gradients": x}))[name]
-    np.testing.assert_allclose(check, rule.aggregate(x), rtol=1e-3, atol=1e-4)
+    for given in (x, shared):
+        check = (await fan.run({"gradients": given}))[name]
+        np.testing.assert_allclose(check, rule.aggregate(x), rtol=1e-3, atol=1e-4)
+    del shared
     on_worker = {"gradients": (await pool.client.scatter([x], hash=False, direct=True))[0]}
     row.update(await best_interleaved({"resident 1 task": lambda: single.run(on_worker),
                                        "resident fan-out": lambda: fan.run(on_worker)}, repeat))
@@ -276,8 +284,9 @@ def peer_times(python: str, rules: list[str], sizes: list[int], repeat: int, wor
 
 def report(results: dict, peer: dict, rules: list[str], sizes: list[int]) -> str:
     fmt = _common.format_ms
-    header = ["rule", "d", "MiB", "direct ms", "fan-out ms", "1 task ms", "resident 1 task ms",
-              "resident fan-out ms", "spread blocks ms", "byzpy pool ms", "fan-out / direct", "byzpy / fan-out"]
+    header = ["rule", "d", "MiB", "direct ms", "fan-out ms", "shared fan-out ms", "1 task ms", "resident 1 task ms",
+              "resident fan-out ms", "spread blocks ms", "byzpy pool ms", "fan-out / direct", "shared / direct",
+              "byzpy / fan-out"]
     rows = []
     for name in rules:
         for d in sizes:
@@ -286,19 +295,22 @@ def report(results: dict, peer: dict, rules: list[str], sizes: list[int]) -> str
                 continue
             p = peer.get((name, d))
             rows.append([name, label(d), f"{N * d * 4 / 2**20:.0f}", fmt(1e3 * r["direct"]), fmt(1e3 * r["fan-out"]),
-                         fmt(1e3 * r["1 task"]), fmt(1e3 * r["resident 1 task"]), fmt(1e3 * r["resident fan-out"]),
-                         fmt(1e3 * r["spread blocks"]), fmt(1e3 * p) if p else "-",
-                         f"{r['fan-out'] / r['direct']:.2f}", f"{p / r['fan-out']:.2f}" if p else "-"])
+                         fmt(1e3 * r["shared fan-out"]), fmt(1e3 * r["1 task"]), fmt(1e3 * r["resident 1 task"]),
+                         fmt(1e3 * r["resident fan-out"]), fmt(1e3 * r["spread blocks"]), fmt(1e3 * p) if p else "-",
+                         f"{r['fan-out'] / r['direct']:.2f}", f"{r['shared fan-out'] / r['direct']:.2f}",
+                         f"{p / r['fan-out']:.2f}" if p else "-"])
     lines = [_common.format_table(header, rows, right=range(1, len(header)))]
     lines.append("")
     for name in rules:
-        wins = [d for d in sizes if (name, d) in results and results[(name, d)]["fan-out"] < results[(name, d)]["direct"]]
-        if wins:
-            d = min(wins)
-            lines.append(f"crossover {name}: fan-out beats direct from d={label(d)} "
-                         f"({N * d * 4 / 2**20:.0f} MiB of input at n={N}) among d in {[label(s) for s in sizes]}")
-        else:
-            lines.append(f"crossover {name}: fan-out never beat direct for d in {[label(s) for s in sizes]}")
+        for column in ("fan-out", "shared fan-out"):
+            wins = [d for d in sizes
+                    if (name, d) in results and results[(name, d)][column] < results[(name, d)]["direct"]]
+            if wins:
+                d = min(wins)
+                lines.append(f"crossover {name}, {column}: beats direct from d={label(d)} "
+                             f"({N * d * 4 / 2**20:.0f} MiB of input at n={N}) among d in {[label(s) for s in sizes]}")
+            else:
+                lines.append(f"crossover {name}, {column}: never beat direct for d in {[label(s) for s in sizes]}")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import mmap
 import os
 import uuid
@@ -38,10 +39,12 @@ import numpy as np
 from byzdask.errors import InputError
 from byzdask.kernels.arrays import Batch, array_family
 
-__all__ = ["SHM_DIR", "SharedArena", "SharedArrays", "shareable", "shared_block"]
+__all__ = ["BLOCK_BYTES", "SHM_DIR", "SharedArena", "SharedArrays", "shareable", "shared_block"]
 
 #: Where arena files live (a RAM file system on Linux).
 SHM_DIR = "/dev/shm"
+#: Largest column block a fan-out through shared memory cuts (bytes); a multiple of the workers' count of blocks.
+BLOCK_BYTES = 256 * 2**20
 _MAPS: OrderedDict[str, mmap.mmap] = OrderedDict()  # in each worker: arena file -> its read-only map
 _KEEP_MAPS = 4
 
@@ -459,14 +462,16 @@ async def _gram(rule: Any, n: int, d: int, blocks: _Blocks, outs: list[tuple], s
                         for place, out, t in zip(places, outs, triples)], timeout)
 
 
-async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedArena, client: Any, *, blocks: int,
+async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedArena, client: Any, *, workers: int,
                            timeout: float | None, placed: tuple[str, int] | None = None) -> Any:
     """Aggregate a caller-held input through shared memory: blocks read and output written in place.
 
     ``layout`` is what :func:`shareable` said of ``value``. Unless the input already lies in
     shared memory (``placed``: its file and offset, see :meth:`SharedArrays.locate`), it is first
     copied into ``arena``, one column block after the other; the d-vector output goes to the
-    arena after the input. A columnwise rule is one round of ``blocks`` tasks, a gram rule two
+    arena after the input. The input is cut into a multiple of ``workers`` column blocks of
+    about :data:`BLOCK_BYTES` at most (the workers take the next block as they finish one, which
+    evens out cores that run at different speeds). A columnwise rule is one round of tasks, a gram rule two
     (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials
     and anchor rows: the output is read back from the arena, never sent over a socket.
     """
@@ -476,7 +481,8 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     n, d, dtype, batch = layout
     rule.check_n(n)
     allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
-    spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=blocks)]
+    rounds = max(1, math.ceil(n * d * dtype.itemsize / (workers * BLOCK_BYTES)))
+    spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=min(d, workers * rounds))]
     size = dtype.itemsize
     in_bytes = 0 if placed is not None else n * d * size
     with arena.holding(in_bytes + d * size) as (path, buffer):

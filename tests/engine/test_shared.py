@@ -169,10 +169,19 @@ def test_shared_arrays_locate_their_views_and_remove_their_files(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-async def test_input_in_a_shared_array_is_read_in_place():
+async def test_input_in_a_shared_array_is_read_in_place(monkeypatch):
+    import byzdask.engine.shared
+
     x = _data(11, 6001)
     x[3, 10] = np.nan  # non-finite in one block only
     async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
+        # small blocks: 14 of them (7 rounds of the 2 workers), copied or read in place
+        monkeypatch.setattr(byzdask.engine.shared, "BLOCK_BYTES", 20_000)
+        for rule in (CoordinateWiseTrimmedMean(f=2), Krum(f=2)):
+            got = (await NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0).run({"gradients": x}))["agg"]
+            np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-5, atol=1e-6)
+        monkeypatch.undo()
+        pool.shared_arena.close()  # the copies grew it; from here it should only ever hold an output
         shared = pool.shared_array(x.shape)
         shared[:] = x
         path = pool.locate_shared(shared)[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -383,19 +384,31 @@ class ActorPool:
             return self
         if self._state == "closed":
             raise RuntimeError("this ActorPool was shut down; create a new one")
+        spawns = any(c.kind in ("process", "gpu") for c in self.configs)
+        if spawns and getattr(multiprocessing.current_process(), "_inheriting", False):
+            # a worker process importing the caller's main module, which starts a pool again at import
+            raise RuntimeError(
+                "an ActorPool with worker processes was started while a new process was importing the main module; "
+                "put the code that starts the pool under `if __name__ == '__main__':` in your script"
+            )
         self._state = "starting"
         try:
             try:
                 outcome = await asyncio.wait_for(guarded(self._start()), self._start_timeout)
             except TimeoutError as exc:
+                hint = (" (in a script, is the code that starts the pool under `if __name__ == '__main__':`? "
+                        "worker processes import the main module)") if spawns else ""
                 raise TimeoutError(
                     f"the ActorPool did not start within {self._start_timeout} s (backends: "
                     f"{[c.backend if isinstance(c.backend, str) else type(c.backend).__name__ for c in self.configs]}); "
-                    "raise byzdask.pool.start-timeout if the workers are slow to come up"
+                    f"raise byzdask.pool.start-timeout if the workers are slow to come up{hint}"
                 ) from exc
             outcome.unwrap()
         except BaseException:
-            await self._release()
+            try:
+                await self._release()
+            except Exception:  # noqa: BLE001 - half-started clusters fail to close; the start error matters
+                logger.warning("closing the half-started ActorPool failed", exc_info=True)
             self._state = "closed"
             raise
         self._state = "running"

@@ -207,7 +207,7 @@ class NodeScheduler:
         placed = self.pool.locate_shared(value) if readable_in_place(layout) else None
         logger.debug("node %r fans out through shared memory (%s)", node.name, "in place" if placed else "copied")
         result = await aggregate_shared(op, value, layout, self.pool.shared_arena, self.pool.client,
-                                        blocks=max(1, self.pool.size), timeout=600.0, placed=placed)
+                                        workers=max(1, self.pool.size), timeout=600.0, placed=placed)
         return {node.name: result}
 
     def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
