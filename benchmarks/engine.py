@@ -188,18 +188,18 @@ async def _rule_row(pool, name: str, x: np.ndarray, repeat: int) -> dict:
     graph = make_single_operator_graph(node_name=name, operator=rule, input_keys=("gradients",))
     fan = NodeScheduler(graph, pool=pool, fanout_min_bytes=0)
     single = NodeScheduler(graph, pool=pool, fanout_min_bytes=2**62)
-    shared = pool.shared_array(x.shape, x.dtype)
-    shared[:] = x  # untimed: a caller that builds its input in the pool's shared memory
+    shared = {"gradients": pool.shared_array(x.shape, x.dtype)}
+    shared["gradients"][:] = x  # untimed: a caller that builds its input in the pool's shared memory
     row = await best_interleaved({
         "direct": lambda: asyncio.to_thread(rule.aggregate, x),
         "fan-out": lambda: fan.run({"gradients": x}),
-        "shared fan-out": lambda: fan.run({"gradients": shared}),
+        "shared fan-out": lambda: fan.run(shared),
         "1 task": lambda: single.run({"gradients": x}),
     }, repeat)
-    for given in (x, shared):
-        check = (await fan.run({"gradients": given}))[name]
+    for given in ({"gradients": x}, shared):
+        check = (await fan.run(given))[name]
         np.testing.assert_allclose(check, rule.aggregate(x), rtol=1e-3, atol=1e-4)
-    del shared
+    shared.clear()  # the shared array's file goes with it
     on_worker = {"gradients": (await pool.client.scatter([x], hash=False, direct=True))[0]}
     row.update(await best_interleaved({"resident 1 task": lambda: single.run(on_worker),
                                        "resident fan-out": lambda: fan.run(on_worker)}, repeat))

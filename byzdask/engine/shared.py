@@ -11,8 +11,12 @@ the received buffer. Each block's task runs the steps of
 :func:`byzdask.engine.blockwise.aggregate_blocks` (the same task functions, non-finite rows
 included) and writes its piece of the output to the arena too, after the input; the tasks
 return only what is small (row masks, n x n Gram partials, anchor rows), so a columnwise rule
-costs one round of tasks and one round trip, a gram rule two, and nothing of size d crosses
-a socket in either direction.
+costs one round of tasks and one round trip, a gram rule two, and the input never crosses a
+socket (the output neither; a rule's anchor rows, one d-vector each, do).
+
+An input that the caller built in shared memory in the first place
+(:meth:`ActorPool.shared_array <byzdask.engine.graph.pool.ActorPool.shared_array>`, a
+:class:`SharedArrays` array) is not copied at all: its column blocks are read where it lies.
 
 The arena is kept by the pool and reused (its pages stay warm: a copy into fresh pages costs
 twice as much, for the page faults), grown when a larger input comes, and removed when the pool

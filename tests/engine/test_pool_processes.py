@@ -124,3 +124,26 @@ async def test_actors_across_processes_then_a_worker_is_killed():
         with pytest.raises((ActorLostError, MessageTimeoutError), match="'b'"):
             await a.channel_send("vec", "b", torch.ones(2), 1)
         assert await a.echo(5) == 5
+
+
+def test_a_script_without_main_guard_fails_fast_and_says_why(tmp_path):
+    """Worker processes import the main module: a script that starts a pool at import gets the fix named."""
+    import subprocess
+    import time
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import asyncio\n"
+        "from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig\n"
+        "async def main():\n"
+        "    async with ActorPool([ActorPoolConfig('process', count=1)], start_timeout=60):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, cwd=tmp_path,
+                          check=False)
+    assert proc.returncode != 0
+    assert "put the code that starts the pool under `if __name__ == '__main__':`" in proc.stderr
+    assert "AssertionError" not in proc.stderr  # closing the half-started cluster does not hide the start error
+    assert time.monotonic() - started < 50  # not the 60 s start timeout

@@ -17,11 +17,11 @@ from byzdask.aggregators import (
     Krum,
     MoNNA,
 )
-from byzdask.errors import InputError, NonFiniteError
 from byzdask.engine.graph.ops import make_single_operator_graph
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.engine.graph.scheduler import NodeScheduler
 from byzdask.engine.shared import SharedArena, SharedArrays, shareable, shared_block
+from byzdask.errors import InputError, NonFiniteError
 
 pytestmark = pytest.mark.skipif(not SharedArena.available(), reason="no writable /dev/shm")
 

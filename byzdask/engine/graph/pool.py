@@ -407,7 +407,7 @@ class ActorPool:
         except BaseException:
             try:
                 await self._release()
-            except Exception:  # noqa: BLE001 - half-started clusters fail to close; the start error matters
+            except Exception:
                 logger.warning("closing the half-started ActorPool failed", exc_info=True)
             self._state = "closed"
             raise
