@@ -495,11 +495,14 @@ def _item(value: Any, index: int) -> Any:
 # -- the steps --------------------------------------------------------------------------------------
 
 
-def _anchor_kind(rule: Aggregator, d: int) -> tuple[tuple, Any]:
+def _anchor_kind(rule: Aggregator, n: int, d: int) -> tuple[tuple, Any]:
     """How a gram rule's anchor rows are found per block: ("rule",), ("row", index) or ("held",), and the held vector."""
     from byzdask.aggregators.geometric_wise.monna import MoNNA
 
     if isinstance(rule, MoNNA):
+        if rule.reference_index >= n:
+            raise InputError(f"MoNNA reference_index={rule.reference_index} but only n={n} vectors were given; "
+                             f"expected 0 <= reference_index < {n}")
         return ("row", rule.reference_index), None
     held = getattr(rule, "previous", None)
     if getattr(rule, "init", None) == "previous" and held is not None:
@@ -551,6 +554,31 @@ def _check_rows(rule: Aggregator, masks: list[np.ndarray], n: int, anchor: tuple
     return None if dropped == 0 else ok
 
 
+def _allowed(rule: Aggregator, n: int) -> int:
+    """How many non-finite rows ``rule`` drops at most among ``n`` (0 when it drops none)."""
+    if not rule.drops_nonfinite:
+        return 0
+    return rule.f if rule.f is not None else rule.max_f(n)
+
+
+def _settle(rule: Aggregator, masks: list[np.ndarray], n: int,
+            anchor: tuple | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """After a pass: the common finite-row mask (as :func:`_check_rows`), and the mask every block
+    must use in a second pass, or None when the blocks agreed (no second pass)."""
+    common = _check_rows(rule, masks, n, anchor)
+    if all(np.array_equal(m, masks[0]) for m in masks):
+        return common, None
+    # a row is non-finite in some blocks only: every block drops the same rows, again
+    return common, (common if common is not None else np.ones(n, dtype=bool))
+
+
+def _decide(rule: Aggregator, total: np.ndarray, n: int, common: np.ndarray | None) -> np.ndarray:
+    """A gram rule's float64 weights from the summed Gram partials of the rows kept (``common``)."""
+    m = n if common is None else int(common.sum())
+    f = None if rule.f is None else rule.f - (n - m)
+    return np.asarray(_host(rule.gram_weights(total, m, f, np)), dtype=np.float64)
+
+
 def _assemble(futures: list[Any], columns: tuple[int, ...], dtype: np.dtype) -> Any:
     import dask.array as da
 
@@ -589,7 +617,7 @@ def _steps(rule: Aggregator, data: Any, *, compute: bool, block_columns: int | N
     mat = yield from _inputs(data, block_columns)
     n, d = mat.n, mat.d
     rule.check_n(n)
-    allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
+    allowed = _allowed(rule, n)
     blocks = list(mat.x.to_delayed().ravel()) if blocks is None else list(blocks)
     if (rule.kind == "gram" and mat.resident and len(blocks) > 1
             and mat.n * mat.d * mat.x.dtype.itemsize <= HOLD_BLOCKS_MAX_BYTES):
@@ -609,21 +637,16 @@ def _columnwise(rule: Aggregator, mat: _Matrix, blocks: list[Any], allowed: int,
         futures = yield "compute", [p[0] for p in pairs] + [p[1] for p in pairs]
         # to return the result here, the pieces (d values in all) come back with the masks: one round trip
         values = yield "gather", futures if compute else futures[:nb]
-        masks = values[:nb]
-        common = _check_rows(rule, masks, mat.n)
-        if attempt or all(np.array_equal(m, masks[0]) for m in masks):
+        _, ok = _settle(rule, values[:nb], mat.n)
+        if attempt or ok is None:
             break
-        ok = common if common is not None else np.ones(mat.n, dtype=bool)
     if compute:
         return _joined(rule, mat, values[nb:])
     return (yield from _finish(rule, mat, futures[nb:], compute))
 
 
 def _gram(rule: Aggregator, mat: _Matrix, blocks: list[Any], allowed: int, compute: bool) -> Generator:
-    anchor, held = _anchor_kind(rule, mat.d)
-    if anchor[0] == "row" and anchor[1] >= mat.n:
-        raise InputError(f"MoNNA reference_index={anchor[1]} but only n={mat.n} vectors were given; "
-                         f"expected 0 <= reference_index < {mat.n}")
+    anchor, held = _anchor_kind(rule, mat.n, mat.d)
     held_blocks = _held_blocks(held, mat.columns) if held is not None else [None] * len(blocks)
     task_rule = rule if anchor[0] == "rule" else None
     nb = len(blocks)
@@ -635,14 +658,11 @@ def _gram(rule: Aggregator, mat: _Matrix, blocks: list[Any], allowed: int, compu
         gram = _tree_sum([t[1] for t in triples])
         futures = yield "compute", [t[0] for t in triples] + [gram] + [t[2] for t in triples]
         values = yield "gather", futures[:nb + 1]
-        masks, total = values[:nb], values[nb]
-        common = _check_rows(rule, masks, mat.n, anchor)
-        if attempt or all(np.array_equal(m, masks[0]) for m in masks):
+        total = values[nb]
+        common, ok = _settle(rule, values[:nb], mat.n, anchor)
+        if attempt or ok is None:
             break
-        ok = common if common is not None else np.ones(mat.n, dtype=bool)
-    m = mat.n if common is None else int(common.sum())
-    f = None if rule.f is None else rule.f - (mat.n - m)
-    weights = np.asarray(_host(rule.gram_weights(total, m, f, np)), dtype=np.float64)
+    weights = _decide(rule, total, mat.n, common)
     pieces = [dask.delayed(_combine_task, pure=False)(b, extra, common, weights)
               for b, extra in zip(blocks, futures[nb + 1:])]
     futures = yield "compute", pieces

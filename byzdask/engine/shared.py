@@ -165,6 +165,20 @@ def _host_tensor(t: Any) -> Any:
     return t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def _new_file(directory: str, prefix: str, size: int) -> tuple[str, mmap.mmap]:
+    """A new file of ``size`` bytes in ``directory`` (readable by this user only), and its read-write map."""
+    path = os.path.join(directory, f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        return path, mmap.mmap(fd, size)
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
 class SharedArena:
     """A file in ``/dev/shm`` that the caller writes and the local workers read (see the module text).
 
@@ -199,17 +213,8 @@ class SharedArena:
     def _grow(self, nbytes: int) -> None:
         self._drop()
         size = max(nbytes, mmap.PAGESIZE)
-        path = os.path.join(self.directory, f"byzdask-{os.getpid()}-{uuid.uuid4().hex[:12]}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-        except BaseException:
-            os.unlink(path)
-            raise
-        finally:
-            os.close(fd)
-        self.path, self._size = path, size
+        self.path, self._map = _new_file(self.directory, "byzdask", size)
+        self._size = size
 
     @contextlib.contextmanager
     def holding(self, nbytes: int):
@@ -275,17 +280,7 @@ class SharedArrays:
             raise InputError(f"shape must be a non-empty tuple of non-negative integers, got {shape!r}")
         dtype = np.dtype(dtype)
         count = int(np.prod(shape))
-        size = max(count * dtype.itemsize, mmap.PAGESIZE)
-        path = os.path.join(self.directory, f"byzdask-array-{os.getpid()}-{uuid.uuid4().hex[:12]}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            mapped = mmap.mmap(fd, size)
-        except BaseException:
-            os.unlink(path)
-            raise
-        finally:
-            os.close(fd)
+        path, mapped = _new_file(self.directory, "byzdask-array", max(count * dtype.itemsize, mmap.PAGESIZE))
         array = np.frombuffer(mapped, dtype=dtype, count=count).reshape(shape)
         self._entries[path] = (array.__array_interface__["data"][0], count * dtype.itemsize, weakref.ref(mapped))
         weakref.finalize(mapped, self._forget, path)  # the last view is gone: remove the file
@@ -355,8 +350,9 @@ class _Blocks:
         """Fill each block, then submit ``call_for(block index) -> (fn, args)``; returns the futures."""
         loop = asyncio.get_running_loop()
         futures = []
-        # numpy copies without the GIL: one thread per core
-        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as threads:
+        # numpy copies without the GIL: one thread per core (none for an input read in place)
+        threads = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) if any(self._copies) else None
+        with threads or contextlib.nullcontext():
             for index, copies in enumerate(self._copies):
                 if copies:
                     await loop.run_in_executor(None, _copy_all, threads, copies)
@@ -422,28 +418,29 @@ async def _run(client: Any, calls: list[tuple], timeout: float | None, first: An
 
 async def _columnwise(rule: Any, n: int, blocks: _Blocks, outs: list[tuple], allowed: int, client: Any,
                       timeout: float | None) -> None:
-    from byzdask.engine.blockwise import _check_rows
+    from byzdask.engine.blockwise import _settle
 
     ok = None
     for attempt in range(2):
         masks = await _run(client, [(_columnwise_in_place, (rule, place, out, ok, rule.f, allowed))
                                     for place, out in zip(blocks.places, outs)], timeout,
                            first=None if attempt else blocks)
-        common = _check_rows(rule, masks, n)
-        if attempt or all(np.array_equal(m, masks[0]) for m in masks):
+        _, ok = _settle(rule, masks, n)
+        if attempt or ok is None:
             return
-        # a row is non-finite in some blocks only: every block drops the same rows, again
-        ok = common if common is not None else np.ones(n, dtype=bool)
 
 
 async def _gram(rule: Any, n: int, d: int, blocks: _Blocks, outs: list[tuple], spans: Sequence[tuple[int, int]],
                 allowed: int, client: Any, timeout: float | None) -> None:
-    from byzdask.engine.blockwise import _anchor_kind, _check_rows, _host, _sum_partials
+    from byzdask.engine.blockwise import (
+        _anchor_kind,
+        _decide,
+        _host,
+        _settle,
+        _sum_partials,
+    )
 
-    anchor, held = _anchor_kind(rule, d)
-    if anchor[0] == "row" and anchor[1] >= n:
-        raise InputError(f"MoNNA reference_index={anchor[1]} but only n={n} vectors were given; "
-                         f"expected 0 <= reference_index < {n}")
+    anchor, held = _anchor_kind(rule, n, d)
     flat_held = None if held is None else np.asarray(_host(held)).reshape(-1)
     helds = [None if flat_held is None else flat_held[start:stop] for start, stop in spans]
     task_rule = rule if anchor[0] == "rule" else None
@@ -453,15 +450,10 @@ async def _gram(rule: Any, n: int, d: int, blocks: _Blocks, outs: list[tuple], s
         triples = await _run(client, [(_gram_in_place, (task_rule, place, ok, rule.drops_nonfinite, rule.f, allowed,
                                                         anchor, h)) for place, h in zip(places, helds)], timeout,
                              first=None if attempt else blocks)
-        masks = [t[0] for t in triples]
-        common = _check_rows(rule, masks, n, anchor)
-        if attempt or all(np.array_equal(m, masks[0]) for m in masks):
+        common, ok = _settle(rule, [t[0] for t in triples], n, anchor)
+        if attempt or ok is None:
             break
-        ok = common if common is not None else np.ones(n, dtype=bool)
-    m = n if common is None else int(common.sum())
-    f = None if rule.f is None else rule.f - (n - m)
-    weights = np.asarray(_host(rule.gram_weights(_sum_partials(*[t[1] for t in triples]), m, f, np)),
-                         dtype=np.float64)
+    weights = _decide(rule, _sum_partials(*[t[1] for t in triples]), n, common)
     await _run(client, [(_combine_in_place, (place, out, t[2], common, weights))
                         for place, out, t in zip(places, outs, triples)], timeout)
 
@@ -479,12 +471,13 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials
     and anchor rows: the output is read back from the arena, never sent over a socket.
     """
+    from byzdask.engine.blockwise import _allowed
     from byzdask.kernels.arrays import restore_like
     from byzdask.kernels.blocks import column_blocks
 
     n, d, dtype, batch = layout
     rule.check_n(n)
-    allowed = (rule.f if rule.f is not None else rule.max_f(n)) if rule.drops_nonfinite else 0
+    allowed = _allowed(rule, n)
     rounds = max(1, math.ceil(n * d * dtype.itemsize / (workers * BLOCK_BYTES)))
     spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=min(d, workers * rounds))]
     size = dtype.itemsize
