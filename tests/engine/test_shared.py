@@ -20,7 +20,15 @@ from byzdask.aggregators import (
 from byzdask.engine.graph.ops import make_single_operator_graph
 from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 from byzdask.engine.graph.scheduler import NodeScheduler
-from byzdask.engine.shared import SharedArena, SharedArrays, shareable, shared_block
+from byzdask.engine.shared import (
+    CrossMemoryError,
+    SharedArena,
+    SharedArrays,
+    probe_remote,
+    read_remote,
+    shareable,
+    shared_block,
+)
 from byzdask.errors import InputError, NonFiniteError
 
 pytestmark = pytest.mark.skipif(not SharedArena.available(), reason="no writable /dev/shm")
@@ -74,18 +82,54 @@ async def test_thread_pool_does_not_share_memory():
             pool.shared_arena  # noqa: B018
 
 
+def _addresses(rows):
+    return np.array([r.ctypes.data for r in rows], dtype=np.uint64)
+
+
+def test_read_remote_reads_rows_into_strided_rows_and_names_what_failed():
+    pid = os.getpid()  # a process may always read its own memory: the same system call as from a worker
+    src = np.arange(1030 * 9, dtype=np.float64).reshape(1030, 9)  # more rows than one call takes (1024)
+    dest = np.zeros((1030, 8))
+    read_remote(pid, _addresses(src), 2 * 8, dest[:, 1:4])  # columns 2:5 into columns 1:4 (strided rows)
+    np.testing.assert_array_equal(dest[:, 1:4], src[:, 2:5])
+    assert not dest[:, [0, 4, 5, 6, 7]].any()
+    token = np.frombuffer(os.urandom(16), dtype=np.uint8).copy()
+    assert probe_remote(pid, token.ctypes.data, 16) == token.tobytes()
+    with pytest.raises(CrossMemoryError, match=f"could not read the memory of process {pid}: Bad address") as info:
+        read_remote(pid, np.array([8], dtype=np.uint64), 0, np.zeros((1, 4)))
+    assert info.value.errno == 14 and "cross-memory to false" in str(info.value)
+    assert "Bad address" in probe_remote(pid, 8, 4)
+    with pytest.raises(ValueError, match="3 contiguous rows"):
+        read_remote(pid, _addresses(src[:3]), 0, np.zeros((3, 4))[:, ::2])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-async def test_process_pool_fans_out_through_shared_memory():
+@pytest.mark.parametrize("route", ["copied", "remote"])
+async def test_process_pool_fans_out_through_shared_memory(route, monkeypatch):
+    import byzdask.engine.shared
+
     x = _data()
-    x[2, 7] = np.nan  # a non-finite row, dropped by every rule
+    x[2, 7] = np.nan  # non-finite rows, dropped by every rule: one in the first block ...
+    x[5, 2990] = np.inf  # ... and one in the last piece of the last block
+    monkeypatch.setattr(byzdask.engine.shared, "PIECE_BYTES", 4096)  # 93 columns: 17 pieces per block
+    with dask.config.set({"byzdask.scheduler.cross-memory": route == "remote"}):
+        await _fan_out_through_shared_memory(route, x)
+
+
+async def _fan_out_through_shared_memory(route, x):
     async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
         assert pool.shares_memory
+        if route == "remote" and not await pool.reads_caller_memory():
+            pytest.skip("the workers may not read the caller's memory here (not Linux, or Yama ptrace_scope >= 1)")
         for rule in (CoordinateWiseMedian(), CoordinateWiseTrimmedMean(f=2), Krum(f=2), GeometricMedian()):
             scheduler = NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0)
             got = (await scheduler.run({"gradients": x}))["agg"]
             assert pool._arena is not None and pool._arena.path.startswith("/dev/shm/byzdask-")
             np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-4, atol=1e-5)  # GM: iterated to tol
+            if rule.kind == "columnwise":
+                # read from the caller's memory, a columnwise rule copies nothing: the arena holds the output only
+                assert (pool._arena._size < x.nbytes) == (route == "remote")
 
         # anchor rows of every kind: computed per block (GM from the median), a row (MoNNA), held (CC "previous")
         clipping, reference = CenteredClipping(c_tau=1.0, init="previous"), CenteredClipping(c_tau=1.0, init="previous")
@@ -177,9 +221,12 @@ async def test_input_in_a_shared_array_is_read_in_place(monkeypatch):
     async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
         # small blocks: 14 of them (7 rounds of the 2 workers), copied or read in place
         monkeypatch.setattr(byzdask.engine.shared, "BLOCK_BYTES", 20_000)
-        for rule in (CoordinateWiseTrimmedMean(f=2), Krum(f=2)):
-            got = (await NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0).run({"gradients": x}))["agg"]
-            np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-5, atol=1e-6)
+        for remote in (False, True):
+            with dask.config.set({"byzdask.scheduler.cross-memory": remote}):
+                for rule in (CoordinateWiseTrimmedMean(f=2), Krum(f=2)):
+                    got = (await NodeScheduler(_graph(rule), pool=pool,
+                                               fanout_min_bytes=0).run({"gradients": x}))["agg"]
+                    np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-5, atol=1e-6)
         monkeypatch.undo()
         pool.shared_arena.close()  # the copies grew it; from here it should only ever hold an output
         shared = pool.shared_array(x.shape)
@@ -200,8 +247,9 @@ async def test_input_in_a_shared_array_is_read_in_place(monkeypatch):
         # a float16 shared array is not of the working dtype: it is copied (converted) as any other input
         half = pool.shared_array(x.shape, np.float16)
         half[:] = x
-        got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
-                                   fanout_min_bytes=0).run({"gradients": half}))["agg"]
+        with dask.config.set({"byzdask.scheduler.cross-memory": False}):
+            got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
+                                       fanout_min_bytes=0).run({"gradients": half}))["agg"]
         assert got.dtype == np.float16 and pool._arena._size >= x.nbytes
         np.testing.assert_array_equal(got, CoordinateWiseMedian().aggregate(half))
         assert os.path.exists(path)

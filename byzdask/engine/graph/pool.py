@@ -15,11 +15,14 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from byzdask import config
 from byzdask.engine.actor import backends
@@ -241,6 +244,7 @@ class ActorPool:
         self._sync_client: Any = None
         self._arena: Any = None
         self._arrays: Any = None  # SharedArrays of shared_array(), made on first use
+        self._cross_memory: bool | None = None  # whether the workers read this process's memory (probed once)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -344,6 +348,34 @@ class ActorPool:
         if self._arrays is None:
             self._arrays = SharedArrays()
         return self._arrays.new(shape, dtype)
+
+    async def reads_caller_memory(self) -> bool:
+        """Whether every worker can read this process's memory directly (probed once, on first use).
+
+        They can when they are local processes (:attr:`shares_memory`) on Linux and may trace
+        this process (same user, and no Yama ``ptrace_scope`` of 1 or more): a fanned-out input
+        then goes from this process's pages to each worker by one ``process_vm_readv`` per
+        piece (:func:`byzdask.engine.shared.read_remote`), with no copy into shared memory.
+        """
+        if self._cross_memory is None:
+            self._cross_memory = self.shares_memory and await self._probe_cross_memory()
+        return self._cross_memory
+
+    async def _probe_cross_memory(self) -> bool:
+        from byzdask.engine.shared import probe_remote
+
+        token = np.frombuffer(os.urandom(16), dtype=np.uint8).copy()
+        try:
+            answers = await asyncio.wait_for(
+                self.client.run(probe_remote, os.getpid(), token.__array_interface__["data"][0], token.nbytes), 30)
+        except Exception as exc:  # noqa: BLE001 - no answer: the copying route stays
+            logger.debug("cross-memory probe failed: %r", exc)
+            return False
+        failed = {w: a for w, a in answers.items() if a != token.tobytes()}
+        if failed:
+            logger.info("workers cannot read the caller's memory (%s); fanned-out inputs are copied into "
+                        "shared memory", next(iter(failed.values())))
+        return bool(answers) and not failed
 
     def locate_shared(self, value: Any) -> tuple[str, int] | None:
         """``(file, offset)`` when ``value`` lies in an array of :meth:`shared_array`, else None."""

@@ -205,9 +205,13 @@ class NodeScheduler:
             return None
         # an input in one of the pool's shared arrays (stacked, of the working dtype) is read where it lies
         placed = self.pool.locate_shared(value) if readable_in_place(layout) else None
-        logger.debug("node %r fans out through shared memory (%s)", node.name, "in place" if placed else "copied")
+        # otherwise the workers read it from this process's memory when they may, else it is copied in
+        remote = (placed is None and dask.config.get("byzdask.scheduler.cross-memory", True)
+                  and await self.pool.reads_caller_memory())
+        logger.debug("node %r fans out through shared memory (%s)", node.name,
+                     "in place" if placed else "read by the workers" if remote else "copied")
         result = await aggregate_shared(op, value, layout, self.pool.shared_arena, self.pool.client,
-                                        workers=max(1, self.pool.size), timeout=600.0, placed=placed)
+                                        workers=max(1, self.pool.size), timeout=600.0, placed=placed, remote=remote)
         return {node.name: result}
 
     def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
