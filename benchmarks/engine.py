@@ -17,8 +17,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 - ``fan-out``: ``NodeScheduler(graph, pool=2 process workers, fanout_min_bytes=0)``: the
   caller holds the input; each worker reads its column blocks straight from the caller's
   memory, a cache-sized piece at a time, and computes on each piece while it is in its cache
-  (``process_vm_readv``, :func:`byzdask.engine.shared.read_remote`; where the workers may not
-  read the caller's memory, this column is the next one);
+  (``process_vm_readv``, :func:`byzdask.engine.shared.read_remote`) for CWMed; Krum and GM,
+  which read each block twice, take the route of the next column (so do all rules where the
+  workers may not read the caller's memory): for them the two columns show the run-to-run noise;
 - ``copied fan-out``: the same with ``byzdask.scheduler.cross-memory: false``: the input is
   copied once into the pool's shared memory, column block by column block, and each worker
   aggregates its blocks in place (:mod:`byzdask.engine.shared`; the time includes the copy);

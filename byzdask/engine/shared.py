@@ -498,17 +498,11 @@ def probe_remote(pid: int, address: int, nbytes: int) -> bytes | str:
     return out.tobytes()
 
 
-def _pieces(place: Any):
-    """``(lo, hi, block)``: the block at ``place`` as one view (shared memory), or read piece by piece.
+def _pieces(place: _Remote):
+    """``(lo, hi, piece)``: the block at ``place`` read ``place.step`` columns at a time into one reused buffer.
 
-    A :class:`_Remote` place is read ``place.step`` columns at a time into one reused buffer,
-    each piece computed on while it is still in the cache (a piece is valid until the next one
-    is read).
+    Each piece is computed on while it is still in the cache; it is valid until the next one is read.
     """
-    if not isinstance(place, _Remote):
-        block = _block(place)
-        yield 0, block.shape[1], block
-        return
     dtype = np.dtype(place.dtype)
     n, width = len(place.addresses), place.stop - place.start
     step = max(1, min(width, place.step))
@@ -644,9 +638,11 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     """Aggregate a caller-held input through shared memory: blocks read and output written in place.
 
     ``layout`` is what :func:`shareable` said of ``value``. Unless the input already lies in
-    shared memory (``placed``: its file and offset, see :meth:`SharedArrays.locate`), it is first
-    copied into ``arena``, one column block after the other; the d-vector output goes to the
-    arena after the input. The input is cut into a multiple of ``workers`` column blocks of
+    shared memory (``placed``: its file and offset, see :meth:`SharedArrays.locate`) or the rule
+    is columnwise and ``remote`` is true (the workers may read this process's memory: see
+    :meth:`ActorPool.reads_caller_memory <byzdask.engine.graph.pool.ActorPool.reads_caller_memory>`;
+    they then read it piece by piece, :func:`read_remote`), it is first copied into ``arena``,
+    one column block after the other; the d-vector output goes to the arena after the input. The input is cut into a multiple of ``workers`` column blocks of
     about :data:`BLOCK_BYTES` at most (the workers take the next block as they finish one, which
     evens out cores that run at different speeds). A columnwise rule is one round of tasks, a gram rule two
     (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials

@@ -77,7 +77,7 @@ def test_shareable_takes_cpu_float_arrays_and_lists_only():
 
 async def test_thread_pool_does_not_share_memory():
     async with ActorPool([ActorPoolConfig("thread", count=1)]) as pool:
-        assert not pool.shares_memory
+        assert not pool.shares_memory and not await pool.reads_caller_memory()
         with pytest.raises(RuntimeError, match="no shared memory"):
             pool.shared_arena  # noqa: B018
 
