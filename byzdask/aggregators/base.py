@@ -135,7 +135,7 @@ class Aggregator(Operator):
         NonFiniteError
             When more rows hold NaN or Inf than the rule can treat as Byzantine.
         """
-        batch = gradients if isinstance(gradients, Batch) else as_batch(gradients, what="gradients")
+        batch = _batch_of(gradients)
         n = batch.n
         self.check_n(n)
         matrix, f, dropped = batch.matrix, self.f, 0
@@ -234,15 +234,22 @@ class Aggregator(Operator):
     def reduce_subtasks(self, partials: Sequence[Any], inputs: Mapping[str, Any], *,
                         context: OpContext | None = None) -> Any:
         """Concatenate column blocks, or sum Gram partials, decide, and combine."""
-        prep = self.prepare(self._require(inputs, self.input_keys[0]))
-        xp = prep.batch.xp
+        gradients = self._require(inputs, self.input_keys[0])
         if self.kind == "columnwise":
-            return prep.batch.restore(xp.concatenate(list(partials)))
+            # create_subtasks checked the rows; only the input's kind and shape matter here
+            batch = _batch_of(gradients)
+            return batch.restore(batch.xp.concatenate(list(partials)))
+        prep = self.prepare(gradients)
+        xp = prep.batch.xp
         gram = partials[0]
         for part in partials[1:]:
             gram = gram + part
         weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
         return prep.batch.restore(self.finish(combine(prep.matrix, weights, prep.extra, xp)))
+
+
+def _batch_of(gradients: Any) -> Batch:
+    return gradients if isinstance(gradients, Batch) else as_batch(gradients, what="gradients")
 
 
 def _column_task(rule: Aggregator, block: Any, f: int | None, out: Any = None) -> Any:
