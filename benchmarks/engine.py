@@ -31,8 +31,10 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
   (put there untimed, as gradients computed on workers are), aggregated there by one task, or
   fanned out from there (subtasks made next to the data, pieces spread over the workers);
 - ``spread blocks``: the n vectors live on the workers as n futures, spread over them (as a
-  parameter server's honest gradients); a one-node aggregation graph on such input runs
-  through :func:`byzdask.engine.blockwise.aggregate_blocks` (column blocks where the data is);
+  parameter server's honest gradients); on this pool of local processes each worker writes the
+  vectors it holds into the pool's shared memory, one task each, and the blocks are aggregated
+  in place (elsewhere, :func:`byzdask.engine.blockwise.aggregate_blocks` moves column blocks
+  between the workers);
 - ``byzpy pool``: ByzPy 0.1.4's own NodeScheduler on its ActorPool (process backend, 2 workers),
   run in the peer venv (``--peer-python``) on the same inputs, when it is installed.
 

@@ -543,6 +543,54 @@ def _remote_columnwise(rule: Any, place: _Remote, target: np.ndarray, ok: Any, f
     return mask
 
 
+# -- vectors the workers already hold (futures) --------------------------------------------------
+
+
+def _samples(*vectors: Any) -> list[tuple[tuple[int, ...], Any]]:
+    """Task on the worker holding ``vectors``: each one's shape, and a one-element copy of it (family, dtype, device)."""
+    out = []
+    for v in vectors:
+        first = v.reshape(-1)[:1]
+        out.append((tuple(int(s) for s in v.shape), first.clone() if hasattr(first, "clone") else first.copy()))
+    return out
+
+
+def _store_rows(path: str, d: int, dtype: str, indices: list[int], *vectors: Any) -> None:
+    """Task on the worker holding ``vectors``: write each as row ``indices[j]`` of the (n, d) matrix at the start of ``path``."""
+    size = np.dtype(dtype).itemsize
+    for i, row in zip(indices, _rows(list(vectors), len(vectors), d)):
+        np.copyto(_region(path, i * d * size, 1, d, dtype, writable=True)[0], row, casting="same_kind")
+
+
+async def held_layout(futures: list[Any], client: Any, timeout: float | None) -> tuple[tuple, dict] | None:
+    """``(layout, groups)`` of n futures held by the workers, as :func:`shareable` says of arrays, else None.
+
+    ``groups`` maps each holding worker to the indices of the futures it holds. None when one
+    is held nowhere, or their vectors are not same-shaped CPU float arrays of one dtype.
+    """
+    who = await client.who_has(futures)
+    groups: dict[str, list[int]] = {}
+    for i, future in enumerate(futures):
+        holders = who.get(future.key) or ()
+        if not holders:
+            return None
+        groups.setdefault(holders[0], []).append(i)
+    calls = [client.submit(_samples, *[futures[i] for i in idx], workers=[addr], pure=False)
+             for addr, idx in groups.items()]
+    found: list[Any] = [None] * len(futures)
+    for idx, part in zip(groups.values(), await _gather(client, calls, "describing the held vectors", timeout)):
+        for i, item in zip(idx, part):
+            found[i] = item
+    shapes = {shape for shape, _ in found}
+    described = shareable([sample for _, sample in found])
+    if len(shapes) != 1 or described is None:
+        return None
+    (shape,) = shapes
+    n, _, dtype, batch = described
+    batch.shape = shape
+    return (n, int(np.prod(shape)) if shape else 1, dtype, batch), groups
+
+
 # -- tasks: read the block in place, write the output piece in place, return only what is small ------
 
 
@@ -634,7 +682,7 @@ async def _gram(rule: Any, n: int, d: int, blocks: _Blocks, outs: list[tuple], s
 
 async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedArena, client: Any, *, workers: int,
                            timeout: float | None, placed: tuple[str, int] | None = None,
-                           remote: bool = False) -> Any:
+                           remote: bool = False, held: dict[str, list[int]] | None = None) -> Any:
     """Aggregate a caller-held input through shared memory: blocks read and output written in place.
 
     ``layout`` is what :func:`shareable` said of ``value``. Unless the input already lies in
@@ -642,7 +690,10 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     is columnwise and ``remote`` is true (the workers may read this process's memory: see
     :meth:`ActorPool.reads_caller_memory <byzdask.engine.graph.pool.ActorPool.reads_caller_memory>`;
     they then read it piece by piece, :func:`read_remote`), it is first copied into ``arena``,
-    one column block after the other; the d-vector output goes to the arena after the input. The input is cut into a multiple of ``workers`` column blocks of
+    one column block after the other; the d-vector output goes to the arena after the input.
+    With ``held`` (``value`` is then a list of futures, and ``held`` maps each worker to the
+    indices of those it holds: :func:`held_layout`), the holders write their vectors into the
+    arena, one task each, all at once. The input is cut into a multiple of ``workers`` column blocks of
     about :data:`BLOCK_BYTES` at most (the workers take the next block as they finish one, which
     evens out cores that run at different speeds). A columnwise rule is one round of tasks, a gram rule two
     (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials
@@ -658,11 +709,17 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     rounds = max(1, math.ceil(n * d * dtype.itemsize / (workers * BLOCK_BYTES)))
     spans = [(s.start, s.stop) for s in column_blocks(d, n_blocks=min(d, workers * rounds))]
     size = dtype.itemsize
-    remote = remote and placed is None and rule.kind == "columnwise"
+    remote = remote and placed is None and held is None and rule.kind == "columnwise"
     in_bytes = 0 if placed is not None or remote else n * d * size
     with arena.holding(in_bytes + d * size) as (path, buffer):
         try:
-            if placed is not None:
+            if held is not None:
+                # the workers that hold the vectors write them into the arena, each its own rows at once
+                stores = [client.submit(_store_rows, path, d, dtype.str, idx, *[value[i] for i in idx],
+                                        workers=[addr], pure=False) for addr, idx in held.items()]
+                await _gather(client, stores, "storing the held vectors", timeout)
+                parts = _Blocks.in_place(path, 0, n, d, dtype, spans)
+            elif placed is not None:
                 parts = _Blocks.in_place(placed[0], placed[1], n, d, dtype, spans)
             elif remote:
                 parts = _Blocks.remote(value, n, d, dtype, spans)

@@ -256,3 +256,36 @@ async def test_input_in_a_shared_array_is_read_in_place(monkeypatch):
     assert not os.path.exists(path)  # removed at shutdown
     with pytest.raises(RuntimeError, match="no shared memory"):
         pool.shared_array(3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_futures_held_by_the_workers_are_stored_by_them_and_aggregated_in_place():
+    x = _data(9, 4001)
+    x[4, 4000] = np.nan  # a non-finite row, in the last block
+    async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
+        client = pool.client
+        futures = await client.scatter(list(x), hash=False, direct=True)
+        holders = {addresses[0] for addresses in (await client.who_has(futures)).values()}
+        assert len(holders) == 2  # spread over both workers: each writes its own rows
+        for rule in (CoordinateWiseMedian(), Krum(f=2), GeometricMedian(init="median")):
+            got = (await NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0).run({"gradients": futures}))["agg"]
+            np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-4, atol=1e-5)
+            assert pool._arena._size >= x.nbytes  # the rows went through the arena
+        # torch vectors of shape (3, 1000), in float16: computed in float32, given back as the inputs are
+        vectors = [torch.from_numpy(row[:3000].reshape(3, -1).copy()).to(torch.float16) for row in x]
+        held = await client.scatter(vectors, hash=False, direct=True)
+        got = (await NodeScheduler(_graph(Krum(f=2)), pool=pool, fanout_min_bytes=0).run({"gradients": held}))["agg"]
+        assert isinstance(got, torch.Tensor) and got.shape == (3, 1000) and got.dtype == torch.float16
+        np.testing.assert_allclose(got.float().numpy(), Krum(f=2).aggregate(vectors).float().numpy(), rtol=1e-2)
+        # ragged vectors are not taken: the usual route names the problem
+        ragged = await client.scatter([np.ones(5, np.float32), np.ones(6, np.float32), np.ones(5, np.float32)],
+                                      hash=False)
+        pool.shared_arena.close()
+        with pytest.raises(InputError, match="shape"):
+            await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool, fanout_min_bytes=0).run({"gradients": ragged})
+        # below the threshold they take the usual route (block by block over the sockets): no arena
+        got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
+                                   fanout_min_bytes=x.nbytes + 1).run({"gradients": futures}))["agg"]
+        np.testing.assert_allclose(got, CoordinateWiseMedian().aggregate(x))
+        assert pool._arena.path is None

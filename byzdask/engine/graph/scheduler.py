@@ -176,20 +176,22 @@ class NodeScheduler:
         # where the data lies (imported here: blockwise imports every rule)
         from byzdask.engine.blockwise import run_graph_blockwise
 
-        done = await run_graph_blockwise(self.graph, values, self.pool.client, min_bytes=self.fanout_min_bytes)
+        done = await self._run_shared(values)
         if done is None:
-            done = await self._run_shared(values)
+            done = await run_graph_blockwise(self.graph, values, self.pool.client, min_bytes=self.fanout_min_bytes)
         if done is not None:
             return done
         return await _PoolRun(self, values).run()
 
     async def _run_shared(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A one-node aggregation graph on a caller-held input, fanned out through the pool's shared memory.
+        """A one-node aggregation graph on a caller-held input, or on n futures, fanned out through the pool's shared memory.
 
         Taken when the pool's workers are local processes (:attr:`ActorPool.shares_memory`), the
         input holds at least ``fanout_min_bytes``, ``byzdask.scheduler.shared-memory`` is on and
-        the arena is free; otherwise None (the usual route).
+        the arena is free; otherwise None (the usual route). Futures: :meth:`_run_shared_held`.
         """
+        from distributed import Future
+
         from byzdask.engine.blockwise import single_aggregation
         from byzdask.engine.shared import aggregate_shared, readable_in_place, shareable
 
@@ -197,8 +199,11 @@ class NodeScheduler:
         if found is None or not dask.config.get("byzdask.scheduler.shared-memory", True):
             return None
         node, op, value = found
-        if (value is None or contains_future(value) or nbytes_of(value) < self.fanout_min_bytes
-                or not getattr(self.pool, "shares_memory", False) or self.pool.shared_arena.busy):
+        if value is None or not getattr(self.pool, "shares_memory", False) or self.pool.shared_arena.busy:
+            return None
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
+            return await self._run_shared_held(node, op, list(value))
+        if contains_future(value) or nbytes_of(value) < self.fanout_min_bytes:
             return None
         layout = shareable(value)
         if layout is None:
@@ -212,6 +217,33 @@ class NodeScheduler:
                      "in place" if placed else "read by the workers" if remote else "copied")
         result = await aggregate_shared(op, value, layout, self.pool.shared_arena, self.pool.client,
                                         workers=max(1, self.pool.size), timeout=600.0, placed=placed, remote=remote)
+        return {node.name: result}
+
+    async def _run_shared_held(self, node: Any, op: Any, futures: list[Any]) -> dict[str, Any] | None:
+        """The n futures of a one-node aggregation, held by the pool's local worker processes, through shared memory.
+
+        Each holding worker writes its vectors into the arena (one task each), then the blocks
+        are aggregated in place as a caller-held input is; None (the usual route, block by block
+        over the sockets) when they hold less than ``fanout_min_bytes`` or are not same-shaped
+        CPU float arrays.
+        """
+        from distributed import wait
+
+        from byzdask.engine.shared import aggregate_shared, held_layout
+
+        client, timeout = self.pool.client, 600.0
+        with client.as_current():  # wait() runs on the default client: make it this asynchronous one
+            await wait(futures, timeout=timeout)
+        sizes = await client.nbytes(keys=[f.key for f in futures], summary=False)
+        if sum(sizes.values()) < self.fanout_min_bytes:
+            return None
+        described = await held_layout(futures, client, timeout)
+        if described is None:
+            return None
+        layout, groups = described
+        logger.debug("node %r: %d held vectors go through shared memory", node.name, len(futures))
+        result = await aggregate_shared(op, futures, layout, self.pool.shared_arena, client,
+                                        workers=max(1, self.pool.size), timeout=timeout, held=groups)
         return {node.name: result}
 
     def run_sync(self, inputs: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
