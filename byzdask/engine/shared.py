@@ -575,8 +575,8 @@ async def held_layout(futures: list[Any], client: Any, timeout: float | None) ->
         if not holders:
             return None
         groups.setdefault(holders[0], []).append(i)
-    calls = [client.submit(_samples, *[futures[i] for i in idx], workers=[addr], pure=False)
-             for addr, idx in groups.items()]
+    calls = [client.submit(_samples, *[futures[i] for i in idx], workers=[addr], allow_other_workers=True,
+                           pure=False) for addr, idx in groups.items()]
     found: list[Any] = [None] * len(futures)
     for idx, part in zip(groups.values(), await _gather(client, calls, "describing the held vectors", timeout)):
         for i, item in zip(idx, part):
@@ -715,8 +715,10 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
         try:
             if held is not None:
                 # the workers that hold the vectors write them into the arena, each its own rows at once
+                # (on its holder when it is there; any local worker can write into the arena)
                 stores = [client.submit(_store_rows, path, d, dtype.str, idx, *[value[i] for i in idx],
-                                        workers=[addr], pure=False) for addr, idx in held.items()]
+                                        workers=[addr], allow_other_workers=True, pure=False)
+                          for addr, idx in held.items()]
                 await _gather(client, stores, "storing the held vectors", timeout)
                 parts = _Blocks.in_place(path, 0, n, d, dtype, spans)
             elif placed is not None:
