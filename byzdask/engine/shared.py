@@ -555,18 +555,24 @@ def _samples(*vectors: Any) -> list[tuple[tuple[int, ...], Any]]:
     return out
 
 
-def _store_rows(path: str, d: int, dtype: str, indices: list[int], *vectors: Any) -> None:
-    """Task on the worker holding ``vectors``: write each as row ``indices[j]`` of the (n, d) matrix at the start of ``path``."""
+def _store_rows(path: str, d: int, dtype: str, indices: list[int], stacked: bool, *vectors: Any) -> None:
+    """Task on the worker holding ``vectors``: write them as rows ``indices`` of the (n, d) matrix at the start of ``path``.
+
+    ``stacked``: ``vectors`` is one (n, ...) array, whose rows are rows 0..n-1.
+    """
     size = np.dtype(dtype).itemsize
-    for i, row in zip(indices, _rows(list(vectors), len(vectors), d)):
+    rows = _rows(vectors[0], len(indices), d) if stacked else _rows(list(vectors), len(vectors), d)
+    for i, row in zip(indices, rows):
         np.copyto(_region(path, i * d * size, 1, d, dtype, writable=True)[0], row, casting="same_kind")
 
 
-async def held_layout(futures: list[Any], client: Any, timeout: float | None) -> tuple[tuple, dict] | None:
+async def held_layout(futures: list[Any], client: Any, timeout: float | None,
+                      stacked: bool = False) -> tuple[tuple, dict] | None:
     """``(layout, groups)`` of n futures held by the workers, as :func:`shareable` says of arrays, else None.
 
     ``groups`` maps each holding worker to the indices of the futures it holds. None when one
     is held nowhere, or their vectors are not same-shaped CPU float arrays of one dtype.
+    ``stacked``: ``futures`` is one future of an (n, ...) array.
     """
     who = await client.who_has(futures)
     groups: dict[str, list[int]] = {}
@@ -587,6 +593,10 @@ async def held_layout(futures: list[Any], client: Any, timeout: float | None) ->
         return None
     (shape,) = shapes
     n, _, dtype, batch = described
+    if stacked:
+        if len(shape) < 2 or shape[0] == 0:
+            return None
+        n, shape, batch.stacked = shape[0], shape[1:], True
     batch.shape = shape
     return (n, int(np.prod(shape)) if shape else 1, dtype, batch), groups
 
@@ -691,9 +701,9 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     :meth:`ActorPool.reads_caller_memory <byzdask.engine.graph.pool.ActorPool.reads_caller_memory>`;
     they then read it piece by piece, :func:`read_remote`), it is first copied into ``arena``,
     one column block after the other; the d-vector output goes to the arena after the input.
-    With ``held`` (``value`` is then a list of futures, and ``held`` maps each worker to the
-    indices of those it holds: :func:`held_layout`), the holders write their vectors into the
-    arena, one task each, all at once. The input is cut into a multiple of ``workers`` column blocks of
+    With ``held`` (``value`` is then a list of futures, or one future of a stacked array, and
+    ``held`` maps each worker to the indices of those it holds: :func:`held_layout`), the holders
+    write their vectors into the arena, one task each, all at once. The input is cut into a multiple of ``workers`` column blocks of
     about :data:`BLOCK_BYTES` at most (the workers take the next block as they finish one, which
     evens out cores that run at different speeds). A columnwise rule is one round of tasks, a gram rule two
     (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials
@@ -716,8 +726,9 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
             if held is not None:
                 # the workers that hold the vectors write them into the arena, each its own rows at once
                 # (on its holder when it is there; any local worker can write into the arena)
-                stores = [client.submit(_store_rows, path, d, dtype.str, idx, *[value[i] for i in idx],
-                                        workers=[addr], allow_other_workers=True, pure=False)
+                stores = [client.submit(_store_rows, path, d, dtype.str, list(range(n)) if batch.stacked else idx,
+                                        batch.stacked, *[value[i] for i in idx], workers=[addr],
+                                        allow_other_workers=True, pure=False)
                           for addr, idx in held.items()]
                 await _gather(client, stores, "storing the held vectors", timeout)
                 parts = _Blocks.in_place(path, 0, n, d, dtype, spans)

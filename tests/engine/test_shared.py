@@ -261,6 +261,7 @@ async def test_input_in_a_shared_array_is_read_in_place(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_futures_held_by_the_workers_are_stored_by_them_and_aggregated_in_place():
+    """n futures spread over the workers, or one future of the stacked array: the holders write them into the arena."""
     x = _data(9, 4001)
     x[4, 4000] = np.nan  # a non-finite row, in the last block
     async with ActorPool([ActorPoolConfig("process", count=2, memory_limit="1GiB")], start_timeout=90) as pool:
@@ -272,6 +273,13 @@ async def test_futures_held_by_the_workers_are_stored_by_them_and_aggregated_in_
             got = (await NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0).run({"gradients": futures}))["agg"]
             np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-4, atol=1e-5)
             assert pool._arena._size >= x.nbytes  # the rows went through the arena
+        # one future of the stacked (n, d) array, on one worker: it writes it into the arena, both workers aggregate
+        (stacked,) = await client.scatter([x], hash=False, direct=True)
+        pool.shared_arena.close()
+        for rule in (CoordinateWiseTrimmedMean(f=2), Krum(f=2)):
+            got = (await NodeScheduler(_graph(rule), pool=pool, fanout_min_bytes=0).run({"gradients": stacked}))["agg"]
+            np.testing.assert_allclose(got, rule.aggregate(x), rtol=1e-5, atol=1e-6)
+            assert pool._arena._size >= x.nbytes
         # torch vectors of shape (3, 1000), in float16: computed in float32, given back as the inputs are
         vectors = [torch.from_numpy(row[:3000].reshape(3, -1).copy()).to(torch.float16) for row in x]
         held = await client.scatter(vectors, hash=False, direct=True)

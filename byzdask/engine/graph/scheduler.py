@@ -201,6 +201,8 @@ class NodeScheduler:
         node, op, value = found
         if value is None or not getattr(self.pool, "shares_memory", False) or self.pool.shared_arena.busy:
             return None
+        if isinstance(value, Future):  # one stacked array on a worker
+            return await self._run_shared_held(node, op, [value], stacked=True)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
             return await self._run_shared_held(node, op, list(value))
         if contains_future(value) or nbytes_of(value) < self.fanout_min_bytes:
@@ -219,13 +221,15 @@ class NodeScheduler:
                                         workers=max(1, self.pool.size), timeout=600.0, placed=placed, remote=remote)
         return {node.name: result}
 
-    async def _run_shared_held(self, node: Any, op: Any, futures: list[Any]) -> dict[str, Any] | None:
+    async def _run_shared_held(self, node: Any, op: Any, futures: list[Any], *,
+                               stacked: bool = False) -> dict[str, Any] | None:
         """The n futures of a one-node aggregation, held by the pool's local worker processes, through shared memory.
 
         Each holding worker writes its vectors into the arena (one task each), then the blocks
-        are aggregated in place as a caller-held input is; None (the usual route, block by block
-        over the sockets) when they hold less than ``fanout_min_bytes`` or are not same-shaped
-        CPU float arrays.
+        are aggregated in place as a caller-held input is; None (the usual route: block by block
+        over the sockets, or, for one stacked future, subtasks and a reduce) when they hold less
+        than ``fanout_min_bytes`` or are not same-shaped CPU float arrays. ``stacked``: one
+        future of an (n, ...) array.
         """
         from distributed import wait
 
@@ -237,7 +241,7 @@ class NodeScheduler:
         sizes = await client.nbytes(keys=[f.key for f in futures], summary=False)
         if sum(sizes.values()) < self.fanout_min_bytes:
             return None
-        described = await held_layout(futures, client, timeout)
+        described = await held_layout(futures, client, timeout, stacked=stacked)
         if described is None:
             return None
         layout, groups = described
