@@ -29,7 +29,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 - ``1 task``: the same scheduler without fan-out (the whole input goes to one worker);
 - ``resident 1 task`` / ``resident fan-out``: the input already lives on a worker as a future
   (put there untimed, as gradients computed on workers are), aggregated there by one task, or
-  fanned out from there (subtasks made next to the data, pieces spread over the workers);
+  fanned out: on this pool of local processes its worker writes it into the pool's shared
+  memory and every worker aggregates its blocks in place (elsewhere, subtasks made next to the
+  data, pieces spread over the workers, and a reduce);
 - ``spread blocks``: the n vectors live on the workers as n futures, spread over them (as a
   parameter server's honest gradients); on this pool of local processes each worker writes the
   vectors it holds into the pool's shared memory, one task each, and the blocks are aggregated
