@@ -41,8 +41,9 @@ Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
   run in the peer venv (``--peer-python``) on the same inputs, when it is installed.
 
 Each time is the minimum over ``--repeat`` runs after one warm-up run; ``direct``, ``fan-out``,
-``copied fan-out``, ``shared fan-out`` and ``1 task`` take turns (one run of each, ``--repeat`` times), and so do the two ``resident``
-columns, so that a drift of the machine's speed does not favour one of them. The crossover printed at
+``copied fan-out``, ``shared fan-out`` and ``1 task`` take turns (one run of each, ``--repeat`` times, in a new
+seeded order each turn), and so do the two ``resident`` columns, so that neither a drift of the machine's speed
+nor the run before favours one of them. The crossover printed at
 the end is, per rule, the smallest d at which the fan-out beat the direct path.
 """
 
@@ -54,6 +55,7 @@ import json
 import logging
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -103,13 +105,16 @@ async def best_interleaved(fns: dict, repeat: int) -> dict:
     """Min wall time (s) of each ``await fn()``, the functions taking turns (one warm-up each).
 
     On a machine whose speed drifts (a shared VM), timing each function in its own stretch of
-    time compares the machine's moods; taking turns compares the functions.
+    time compares the machine's moods; taking turns compares the functions. Each turn takes
+    them in a new (seeded) order: a run that pays for the one before it (memory the previous
+    one freed, say) does not always follow the same one.
     """
     for fn in fns.values():
         await fn()
     best = dict.fromkeys(fns, math.inf)
-    for _ in range(repeat):
-        for label, fn in fns.items():
+    for turn in range(repeat):
+        for label in random.Random(turn).sample(list(fns), len(fns)):
+            fn = fns[label]
             t0 = time.perf_counter()
             await fn()
             best[label] = min(best[label], time.perf_counter() - t0)

@@ -546,10 +546,14 @@ def _remote_columnwise(rule: Any, place: _Remote, target: np.ndarray, ok: Any, f
 # -- vectors the workers already hold (futures) --------------------------------------------------
 
 
-def _samples(*vectors: Any) -> list[tuple[tuple[int, ...], Any]]:
-    """Task on the worker holding ``vectors``: each one's shape, and a one-element copy of it (family, dtype, device)."""
-    out = []
+def _samples(*vectors: Any) -> list[tuple[tuple[int, ...], Any] | None]:
+    """Task on the worker holding ``vectors``: each one's shape and a one-element copy of it (family, dtype,
+    device), or None for what is not a numpy array or torch tensor."""
+    out: list[tuple[tuple[int, ...], Any] | None] = []
     for v in vectors:
+        if not isinstance(v, np.ndarray) and type(v).__module__.split(".")[0] != "torch":
+            out.append(None)
+            continue
         first = v.reshape(-1)[:1]
         out.append((tuple(int(s) for s in v.shape), first.clone() if hasattr(first, "clone") else first.copy()))
     return out
@@ -587,6 +591,8 @@ async def held_layout(futures: list[Any], client: Any, timeout: float | None,
     for idx, part in zip(groups.values(), await _gather(client, calls, "describing the held vectors", timeout)):
         for i, item in zip(idx, part):
             found[i] = item
+    if any(item is None for item in found):
+        return None
     shapes = {shape for shape, _ in found}
     described = shareable([sample for _, sample in found])
     if len(shapes) != 1 or described is None:

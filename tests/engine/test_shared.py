@@ -286,6 +286,11 @@ async def test_futures_held_by_the_workers_are_stored_by_them_and_aggregated_in_
         got = (await NodeScheduler(_graph(Krum(f=2)), pool=pool, fanout_min_bytes=0).run({"gradients": held}))["agg"]
         assert isinstance(got, torch.Tensor) and got.shape == (3, 1000) and got.dtype == torch.float16
         np.testing.assert_allclose(got.float().numpy(), Krum(f=2).aggregate(vectors).float().numpy(), rtol=1e-2)
+        # a future of a list of vectors is not an array: the usual route (subtasks and a reduce) takes it
+        (listed,) = await client.scatter([list(x[:, :50])], hash=False)
+        got = (await NodeScheduler(_graph(CoordinateWiseMedian()), pool=pool,
+                                   fanout_min_bytes=0).run({"gradients": listed}))["agg"]
+        np.testing.assert_allclose(got, CoordinateWiseMedian().aggregate(x[:, :50]))
         # ragged vectors are not taken: the usual route names the problem
         ragged = await client.scatter([np.ones(5, np.float32), np.ones(6, np.float32), np.ones(5, np.float32)],
                                       hash=False)
