@@ -201,7 +201,7 @@ async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *
     {'agg': array([2., 3.])}
     """
     import dask.array as da
-    from distributed import Future, wait
+    from distributed import Future
 
     found = single_aggregation(graph, values)
     if found is None:
@@ -210,16 +210,23 @@ async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *
     if isinstance(value, da.Array):
         data = value
     elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
-        with client.as_current():  # wait() runs on the default client: make it this asynchronous one
-            await wait(list(value), timeout=timeout)
-        sizes = await client.nbytes(keys=[v.key for v in value], summary=False)
-        if sum(sizes.values()) < min_bytes:
+        if await held_nbytes(client, list(value), timeout) < min_bytes:
             return None
         data = value
     else:
         return None
     logger.debug("node %r runs block by block on the cluster", node.name)
     return {node.name: await aggregate_blocks_async(op, data, client=client, timeout=timeout)}
+
+
+async def held_nbytes(client: Any, futures: list[Any], timeout: float | None) -> int:
+    """Bytes the cluster holds for ``futures`` (an asynchronous ``client``'s), once they are computed."""
+    from distributed import wait
+
+    with client.as_current():  # wait() runs on the default client: make it this asynchronous one
+        await wait(futures, timeout=timeout)
+    sizes = await client.nbytes(keys=[f.key for f in futures], summary=False)
+    return sum(sizes.values())
 
 
 def single_aggregation(graph: Any, values: dict[str, Any]) -> tuple[Any, Aggregator, Any] | None:

@@ -335,10 +335,11 @@ class _Blocks:
     copy is done, so the first workers compute while the caller still copies the later blocks.
     """
 
-    def __init__(self, places: list[tuple], copies: list[list[tuple[np.ndarray, np.ndarray]]]) -> None:
+    def __init__(self, places: list[tuple], copies: list[list[tuple[np.ndarray, np.ndarray]]],
+                 keep: Sequence[np.ndarray] = ()) -> None:
         self.places = places
         self._copies = copies
-        self._keep: list[np.ndarray] = []  # what the places point at in this process's memory
+        self._keep = list(keep)  # what the places point at in this process's memory
 
     @classmethod
     def copied(cls, path: str, buffer: np.ndarray, value: Any, n: int, d: int, dtype: np.dtype,
@@ -371,10 +372,8 @@ class _Blocks:
                 for r in _rows(value, n, d)]
         addresses = np.array([r.__array_interface__["data"][0] for r in rows], dtype=np.uint64)
         step = max(1, PIECE_BYTES // (n * dtype.itemsize))
-        blocks = cls([_Remote(os.getpid(), addresses, dtype.str, start, stop, step) for start, stop in spans],
-                     [[] for _ in spans])
-        blocks._keep = rows
-        return blocks
+        return cls([_Remote(os.getpid(), addresses, dtype.str, start, stop, step) for start, stop in spans],
+                   [[] for _ in spans], keep=rows)
 
     async def submit_each(self, client: Any, call_for: Any) -> list[Any]:
         """Fill each block, then submit ``call_for(block index) -> (fn, args)``; returns the futures."""
@@ -551,7 +550,9 @@ def _samples(*vectors: Any) -> list[tuple[tuple[int, ...], Any] | None]:
     device), or None for what is not a numpy array or torch tensor."""
     out: list[tuple[tuple[int, ...], Any] | None] = []
     for v in vectors:
-        if not isinstance(v, np.ndarray) and type(v).__module__.split(".")[0] != "torch":
+        try:
+            array_family(v)
+        except InputError:
             out.append(None)
             continue
         first = v.reshape(-1)[:1]
@@ -709,9 +710,10 @@ async def aggregate_shared(rule: Any, value: Any, layout: tuple, arena: SharedAr
     one column block after the other; the d-vector output goes to the arena after the input.
     With ``held`` (``value`` is then a list of futures, or one future of a stacked array, and
     ``held`` maps each worker to the indices of those it holds: :func:`held_layout`), the holders
-    write their vectors into the arena, one task each, all at once. The input is cut into a multiple of ``workers`` column blocks of
-    about :data:`BLOCK_BYTES` at most (the workers take the next block as they finish one, which
-    evens out cores that run at different speeds). A columnwise rule is one round of tasks, a gram rule two
+    write their vectors into the arena, one task each, all at once. The input is cut into a
+    multiple of ``workers`` column blocks of about :data:`BLOCK_BYTES` at most (the workers take
+    the next block as they finish one, which evens out cores that run at different speeds). A
+    columnwise rule is one round of tasks, a gram rule two
     (Gram partials, then the weighted sums), and the tasks return only row masks, Gram partials
     and anchor rows: the output is read back from the arena, never sent over a socket.
     """

@@ -59,6 +59,8 @@ from byzdask.errors import ConfigurationError, InputError
 __all__ = ["MessageAwareNodeScheduler", "MessageSource", "NodeScheduler", "pool_loop", "run_coroutine_sync"]
 
 logger = logging.getLogger(__name__)
+#: Seconds a fan-out through the pool's shared memory may take (each round of block tasks).
+_SHARED_TIMEOUT = 600.0
 
 
 class NodeScheduler:
@@ -218,7 +220,8 @@ class NodeScheduler:
         logger.debug("node %r fans out through shared memory (%s)", node.name,
                      "in place" if placed else "read by the workers" if remote else "copied")
         result = await aggregate_shared(op, value, layout, self.pool.shared_arena, self.pool.client,
-                                        workers=max(1, self.pool.size), timeout=600.0, placed=placed, remote=remote)
+                                        workers=max(1, self.pool.size), timeout=_SHARED_TIMEOUT, placed=placed,
+                                        remote=remote)
         return {node.name: result}
 
     async def _run_shared_held(self, node: Any, op: Any, futures: list[Any], *,
@@ -231,15 +234,11 @@ class NodeScheduler:
         than ``fanout_min_bytes`` or are not same-shaped CPU float arrays. ``stacked``: one
         future of an (n, ...) array.
         """
-        from distributed import wait
-
+        from byzdask.engine.blockwise import held_nbytes
         from byzdask.engine.shared import aggregate_shared, held_layout
 
-        client, timeout = self.pool.client, 600.0
-        with client.as_current():  # wait() runs on the default client: make it this asynchronous one
-            await wait(futures, timeout=timeout)
-        sizes = await client.nbytes(keys=[f.key for f in futures], summary=False)
-        if sum(sizes.values()) < self.fanout_min_bytes:
+        client, timeout = self.pool.client, _SHARED_TIMEOUT
+        if await held_nbytes(client, futures, timeout) < self.fanout_min_bytes:
             return None
         described = await held_layout(futures, client, timeout, stacked=stacked)
         if described is None:
