@@ -38,6 +38,11 @@ ATTACKS = {
     "gaussian": "byzdask.attacks.gaussian:GaussianAttack",
     "inf": "byzdask.attacks.inf:InfAttack",
     "mimic": "byzdask.attacks.mimic:MimicAttack",
+    "empire-opt": "byzdask.attacks.optimal:OptimalEmpireAttack",
+    "little-opt": "byzdask.attacks.optimal:OptimalLittleAttack",
+    "minmax": "byzdask.attacks.min_max:MinMaxAttack",
+    "minsum": "byzdask.attacks.min_max:MinSumAttack",
+    "fang": "byzdask.attacks.fang:FangAttack",
 }
 _KINDS = {"aggregator": AGGREGATORS, "pre-aggregator": PRE_AGGREGATORS, "attack": ATTACKS}
 

@@ -144,6 +144,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     from byzdask.engine.node import ByzantineNode
     from byzdask.engine.node.training import make_honest_nodes, node_seeds
     from byzdask.models import build_model
+    from byzdask.registry import resolve
 
     if config.mode not in ("ps", "p2p"):
         raise ConfigurationError(f"mode must be 'ps' or 'p2p', got {config.mode!r}")
@@ -167,6 +168,9 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     if config.attack != "none" and config.byzantine:
         attack_defaults = {"f": config.byzantine, "N": n, "seed": config.seed,
                            "num_classes": split.train.num_classes}
+        if getattr(resolve("attack", config.attack), "uses_defence", False):
+            # attacks that search against the defence get copies of the run's rule and chain
+            attack_defaults.update(aggregator=copy.deepcopy(aggregator), pre_aggregators=copy.deepcopy(tuple(pre)))
         seeds = node_seeds(config.seed + 1, config.byzantine)
         for j in range(config.byzantine):
             attack = _build("attack", config.attack, attack_defaults, config.attack_kwargs)

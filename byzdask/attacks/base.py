@@ -20,7 +20,11 @@ class Attack(Operator):
     ``uses_base_grad``
         the Byzantine node's own honest-looking gradient;
     ``uses_model_batch``
-        a torch model and a batch ``(x, y)``.
+        a torch model and a batch ``(x, y)``;
+    ``uses_defence``
+        the defender's rule and pre-aggregators: the constructor takes ``aggregator`` and
+        ``pre_aggregators`` (as ByzFL's optimal attacks do), and the one place that builds attacks
+        from short names (:func:`byzdask.train.build_job`) passes the run's own.
 
     :meth:`apply` returns one vector with the family, dtype, device and shape of the vectors it
     was given.
@@ -30,6 +34,7 @@ class Attack(Operator):
     uses_honest_grads = False
     uses_base_grad = False
     uses_model_batch = False
+    uses_defence = False
 
     @property
     def input_keys(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -418,13 +418,13 @@ class SweepConfig:
     def _check_components(self) -> None:
         # constructor errors (bad kwargs) are configuration errors, reported with the entry
         f_probe = max(self.f) or 1
-        for comp in self.aggregators:
-            instantiate("aggregator", comp.name, {"f": f_probe}, comp.kwargs)
+        probes = [instantiate("aggregator", comp.name, {"f": f_probe}, comp.kwargs) for comp in self.aggregators]
         n_probe = self.training["honest"] + f_probe
         for comp in self.attacks:
             if comp.name != "none":
-                instantiate("attack", comp.name, {"f": f_probe, "N": n_probe, "seed": 0, "num_classes": 10},
-                            comp.kwargs)
+                # attacks that read the defence (uses_defence) get one of the grid's rules to probe with
+                instantiate("attack", comp.name, {"f": f_probe, "N": n_probe, "seed": 0, "num_classes": 10,
+                                                  "aggregator": probes[0], "pre_aggregators": ()}, comp.kwargs)
         if self.training["mode"] == "p2p":
             from byzdask.train import parse_topology
 
