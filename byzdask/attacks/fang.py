@@ -8,28 +8,14 @@ from typing import Any
 import numpy as np
 
 from byzdask.aggregators.base import check_f
+from byzdask.aggregators.geometric_wise.krum import krum_scores
 from byzdask.attacks._common import check_real, honest_batch
 from byzdask.attacks.base import Attack
 from byzdask.errors import ConfigurationError, InputError
 
-__all__ = ["FangAttack", "krum_scores"]
+__all__ = ["FangAttack"]
 
 TARGETS = ("trimmed_mean", "median", "krum")
-
-
-def krum_scores(matrix: np.ndarray, f: int) -> np.ndarray:
-    """Krum's score of each row: the sum of its n - f - 2 smallest squared distances to the others.
-
-    Examples
-    --------
-    >>> krum_scores(np.array([[0.0], [1.0], [3.0], [10.0]]), 1).tolist()  # one neighbour each
-    [1.0, 1.0, 4.0, 49.0]
-    """
-    sq = (matrix * matrix).sum(axis=1)
-    dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (matrix @ matrix.T), 0.0)
-    np.fill_diagonal(dist, np.inf)
-    k = matrix.shape[0] - f - 2
-    return np.sort(dist, axis=1)[:, :k].sum(axis=1)
 
 
 class FangAttack(Attack):
@@ -56,8 +42,9 @@ class FangAttack(Attack):
     ``target="krum"`` (Section 4.1 of [1]_): all f Byzantine nodes send :math:`-\lambda s`, the
     gradient of Fang's model :math:`w_{Re} - \lambda s` (the reference :math:`w_{Re}` is the
     model before the round, i.e. the zero gradient), with the largest
-    :math:`\lambda = \lambda_0 / 2^k` for which Krum (with f) over the h honest and f Byzantine
-    vectors scores a Byzantine vector strictly lowest, starting from Fang's bound
+    :math:`\lambda = \lambda_0 / 2^k` for which Krum (with f, byzdask's
+    :class:`~byzdask.aggregators.Krum` scores: n - f - 1 neighbours) over the h honest and f
+    Byzantine vectors scores a Byzantine vector strictly lowest, starting from Fang's bound
 
     .. math::
 
@@ -151,7 +138,7 @@ class FangAttack(Attack):
         lam = lam0
         while lam >= 1e-5 * lam0 and lam > 0:
             v = np.vstack([g, np.broadcast_to(-lam * s, (self.f, g.shape[1]))])
-            scores = krum_scores(v, self.f)
+            scores = krum_scores(v @ v.T, v.shape[0], self.f)
             if scores[h:].min() < scores[:h].min():
                 break
             lam /= 2

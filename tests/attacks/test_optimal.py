@@ -129,3 +129,20 @@ def test_equals_byzfl(kind):
             c = theirs(ours_agg(f), pre_agg_list=list(pre_a), f=f)(g)
             np.testing.assert_array_equal(a, c)
     print(f"{kind}: largest |byzdask - byzfl| over 16 random cases: {worst:.3g}")
+
+
+def test_built_from_short_names_with_the_runs_defence():
+    from byzdask.experiments.config import SweepConfig
+    from byzdask.train import TrainConfig, build_job
+
+    job = build_job(TrainConfig(honest=5, byzantine=1, attack="little-opt", aggregator="krum",
+                                pre_aggregators=("nnm",), attack_kwargs={"evals": 5}))
+    attack = job["byzantine"][0].attack
+    assert type(attack.aggregator).__name__ == "Krum" and attack.aggregator.f == 1 and attack.evals == 5
+    assert [type(p).__name__ for p in attack.pre_aggregators] == ["NearestNeighborMixing"]
+    assert attack.aggregator is not job["aggregator"]  # a copy: the attack's search leaves the rule alone
+    SweepConfig.from_dict({"grid": {"aggregators": ["cwtm"], "attacks": ["empire-opt", "minmax", "fang"],
+                                    "f": [1]}})
+    with pytest.raises(ConfigurationError, match="ratio"):
+        SweepConfig.from_dict({"grid": {"aggregators": ["cwtm"], "attacks": [{"empire-opt": {"ratio": 2.0}}],
+                                        "f": [1]}})
