@@ -24,7 +24,7 @@ class FangAttack(Attack):
     With :math:`s = \operatorname{sign}(\bar g)` the direction of the honest mean gradient
     (the model moves along :math:`-s`), the Byzantine nodes push the aggregate the other way.
 
-    ``target="trimmed_mean"`` or ``"median"`` (Section 4.2 of [1]_, one attack for both): per
+    ``target="trimmed_mean"`` or ``"median"`` (the full-knowledge trimmed-mean attack of [1]_, also used against the median): per
     coordinate j, with :math:`g^{\min}_j, g^{\max}_j` the honest extremes and b = ``b``,
 
     .. math::
@@ -39,7 +39,7 @@ class FangAttack(Attack):
     drawn with ``numpy.random.default_rng(seed)`` (in training, a fresh seed per node and round,
     see :meth:`~byzdask.engine.node.byzantine.ByzantineNode.attack_for_round`).
 
-    ``target="krum"`` (Section 4.1 of [1]_): all f Byzantine nodes send :math:`-\lambda s`, the
+    ``target="krum"`` (the full-knowledge Krum attack of [1]_): all f Byzantine nodes send :math:`-\lambda s`, the
     gradient of Fang's model :math:`w_{Re} - \lambda s` (the reference :math:`w_{Re}` is the
     model before the round, i.e. the zero gradient), with the largest
     :math:`\lambda = \lambda_0 / 2^k` for which Krum (with f, byzdask's

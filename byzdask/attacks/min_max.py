@@ -128,7 +128,7 @@ class MinMaxAttack(_MinMax):
     References
     ----------
     .. [1] V. Shejwalkar, A. Houmansadr, "Manipulating the Byzantine: optimizing model poisoning
-           attacks and defenses for federated learning", NDSS 2021 (Eq. 6, the min-max attack).
+           attacks and defenses for federated learning", NDSS 2021 (the AGR-agnostic min-max attack).
 
     Examples
     --------
@@ -172,7 +172,7 @@ class MinSumAttack(_MinMax):
     References
     ----------
     .. [1] V. Shejwalkar, A. Houmansadr, "Manipulating the Byzantine: optimizing model poisoning
-           attacks and defenses for federated learning", NDSS 2021 (Eq. 7, the min-sum attack).
+           attacks and defenses for federated learning", NDSS 2021 (the AGR-agnostic min-sum attack).
 
     Examples
     --------

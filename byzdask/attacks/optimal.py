@@ -162,6 +162,7 @@ class OptimalEmpireAttack(_Optimal):
     ----------
     .. [1] C. Xie, O. Koyejo, I. Gupta, "Fall of empires: breaking Byzantine-tolerant SGD by
            inner product manipulation", UAI 2019.
+
     .. [2] Y. Allouah et al., "Fixing by mixing: a recipe for optimal Byzantine ML under
            heterogeneity", AISTATS 2023 (the searched factor; ByzFL's implementation).
 
@@ -212,6 +213,7 @@ class OptimalLittleAttack(_Optimal):
     ----------
     .. [1] G. Baruch, M. Baruch, Y. Goldberg, "A little is enough: circumventing defenses for
            distributed learning", NeurIPS 2019.
+
     .. [2] Y. Allouah et al., "Fixing by mixing", AISTATS 2023 (ByzFL's searched factor).
 
     Examples
