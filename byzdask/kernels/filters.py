@@ -19,6 +19,7 @@ from byzdask.kernels.coordinate import coordinate_mean_of_medians
 from byzdask.kernels.selection import k_nearest_sums, smallest_indices, tie_tolerance, to_host
 
 __all__ = [
+    "COSINE_ATOL",
     "closest_to_median_mean",
     "cosine_distances",
     "iterated_krum",
@@ -151,6 +152,10 @@ def sign_fractions(block: Any, xp: Any) -> np.ndarray:
     return np.divide(feats, top, out=np.zeros_like(feats), where=top > 0)
 
 
+#: Cosine distances below this count as 0 (far above the round-off of float64 Gram entries).
+COSINE_ATOL = 1e-12
+
+
 def cosine_distances(gram: Any, m: int) -> np.ndarray:
     """Cosine distances ``1 - <x_i, x_j> / (||x_i|| ||x_j||)`` between the first ``m`` rows.
 
@@ -158,7 +163,9 @@ def cosine_distances(gram: Any, m: int) -> np.ndarray:
     :mod:`byzdask.kernels.gram`); the raw inner products are read off it as
     :math:`\\langle x_i, x_j\\rangle = \\langle c_i - c_o, c_j - c_o\\rangle`, with :math:`c_o` the
     centred origin. A zero row is at distance 1 from every other row (cosine 0). The result is
-    symmetric, clipped to [0, 2], with a zero diagonal.
+    symmetric, clipped to [0, 2], with a zero diagonal; distances below :data:`COSINE_ATOL` are set
+    to 0, so that round-off never splits vectors of one direction (in one dimension, all
+    vectors of one sign).
 
     Examples
     --------
@@ -175,6 +182,7 @@ def cosine_distances(gram: Any, m: int) -> np.ndarray:
     scale = norms[:, None] * norms[None, :]
     cos = np.divide(inner, scale, out=np.zeros_like(inner), where=scale > 0)
     dist = np.clip(1.0 - cos, 0.0, 2.0)
+    dist[dist < COSINE_ATOL] = 0.0
     np.fill_diagonal(dist, 0.0)
     return dist
 

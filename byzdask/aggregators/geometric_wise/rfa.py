@@ -22,6 +22,12 @@ class RFA(GeometricMedian):
     eps=nu``, under the name users of the paper look for; the authors report that a few
     iterations (T = 3) suffice in practice.
 
+    Few steps are not the geometric median: each step divides the pull of far vectors by about
+    the ratio of their distance to that of the others, so with T = 3 vectors far enough away
+    still move the output (measured: 6 vectors of spread 0.1 and 5 of norm about 5e6 give an
+    output 1.3e5 from the 6 vectors' mean with T = 3, 0.26 with T = 30). Raise T, or use
+    :class:`~byzdask.aggregators.GeometricMedian` with its tolerance, against such inputs.
+
     Parameters
     ----------
     nu : float, default 1e-6
