@@ -108,9 +108,10 @@ class GossipRule:
         if not np.isfinite(w).all() or (w < 0).any():
             raise InputError(f"mixing weights must be finite and >= 0, got {w.tolist()}")
         sw = 1.0 - float(w.sum()) if self_weight is None else float(self_weight)
-        if not np.isfinite(sw) or sw < 0:
+        if not np.isfinite(sw) or sw < -1e-12:  # weights that sum to one may round past it
             raise InputError(f"the node's own weight must be finite and >= 0 (1 - sum of the weights by default), "
-                             f"got {sw!r}")
+                             f"got {sw:.6g}")
+        sw = max(sw, 0.0)
         ok = to_host(finite_rows(x, xp)).astype(bool)
         if not ok[0]:
             raise InputError("the node's own vector holds NaN or Inf")
