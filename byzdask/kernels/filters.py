@@ -115,8 +115,10 @@ def principal_outlier_scores(gram: Any, m: int) -> np.ndarray:
 
     With C the (m, b) centred rows and v the top right singular vector of C, the score of row i
     is :math:`((x_i - \\mu) \\cdot v)^2 = \\lambda u_i^2`, where :math:`(\\lambda, u)` is the top
-    eigenpair of :math:`C C^\\top`, the first m x m block of a centred Gram matrix
-    (:func:`~byzdask.kernels.gram.gram_matrix`): no d-space vector is formed.
+    eigenpair of :math:`C C^\\top`: the first m x m block of a Gram matrix of the rows
+    (:func:`~byzdask.kernels.gram.gram_matrix`), centred on their mean here whatever common
+    centre it was computed with (:math:`H G H`, :math:`H = I - 11^\\top / m`). No d-space vector
+    is formed.
 
     Examples
     --------
@@ -127,6 +129,8 @@ def principal_outlier_scores(gram: Any, m: int) -> np.ndarray:
     """
     g = to_host(gram)[:m, :m]
     g = 0.5 * (g + g.T)
+    row = g.mean(axis=1)
+    g = g - row[:, None] - row[None, :] + row.mean()
     values, vectors = np.linalg.eigh(g)
     lam = max(float(values[-1]), 0.0)
     return lam * vectors[:, -1] ** 2
