@@ -23,6 +23,11 @@ AGGREGATORS = {
     "cc": "byzdask.aggregators.norm_wise.center_clipping:CenteredClipping",
     "cge": "byzdask.aggregators.norm_wise.comparative_gradient_elimination:ComparativeGradientElimination",
     "caf": "byzdask.aggregators.norm_wise.caf:CAF",
+    "bulyan": "byzdask.aggregators.geometric_wise.bulyan:Bulyan",
+    "dnc": "byzdask.aggregators.geometric_wise.dnc:DnC",
+    "rfa": "byzdask.aggregators.geometric_wise.rfa:RFA",
+    "signguard": "byzdask.aggregators.clustering.signguard:SignGuard",
+    "clippedclustering": "byzdask.aggregators.clustering.clipped_clustering:ClippedClustering",
 }
 PRE_AGGREGATORS = {
     "clipping": "byzdask.pre_aggregators.clipping:Clipping",

@@ -183,6 +183,11 @@ RULES = {
     "cc": {"c_tau": 1.0},
     "cge": {"f": 2},
     "caf": {"f": 2},
+    "bulyan": {"f": 1},
+    "dnc": {"f": 2, "subsample": 50, "iters": 2, "seed": 0},
+    "rfa": {},
+    "signguard": {"seed": 0},
+    "clippedclustering": {},
 }
 EXTRA_RULES = [("gm", {"init": "mean"}), ("gm", {"init": "zero"}), ("cc", {"c_tau": 1.0, "init": "median"}),
                ("cc", {"c_tau": 1.0, "init": "previous"}), ("caf", {"f": 2, "power_iters": 3})]

@@ -14,3 +14,9 @@ from byzdask.aggregators.geometric_wise.monna import MoNNA
 from byzdask.aggregators.geometric_wise.smea import SMEA
 
 __all__ += ["SMEA", "Krum", "MinimumDiameterAveraging", "MoNNA", "MultiKrum"]
+
+from byzdask.aggregators.geometric_wise.bulyan import Bulyan
+from byzdask.aggregators.geometric_wise.dnc import DnC
+from byzdask.aggregators.geometric_wise.rfa import RFA
+
+__all__ += ["RFA", "Bulyan", "DnC"]
