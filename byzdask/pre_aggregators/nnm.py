@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from byzdask.aggregators.base import check_f
 from byzdask.engine.graph.operator import OpContext
 from byzdask.engine.graph.subtask import SubTask
