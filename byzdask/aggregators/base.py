@@ -89,11 +89,27 @@ class Aggregator(Operator):
         return max(0, (int(n) - 1) // 2)
 
     def min_n(self, f: int) -> int:
-        """The smallest n for which this rule tolerates ``f`` Byzantine inputs."""
-        n = 1
-        while self.max_f(n) < f:
-            n += 1
-        return n
+        """The smallest n for which this rule tolerates ``f`` Byzantine inputs.
+
+        A bisection on :meth:`max_f` (non-decreasing in n): O(log f) calls, so any f, even 10**18,
+        answers at once.
+
+        Examples
+        --------
+        >>> from byzdask.aggregators import Krum
+        >>> Krum(f=1).min_n(10**18) == 2 * 10**18 + 3
+        True
+        """
+        f = int(f)
+        if self.max_f(1) >= f:
+            return 1
+        lo, hi = 1, 2
+        while self.max_f(hi) < f:  # max_f(lo) < f <= max_f(hi) once it stops
+            lo, hi = hi, 2 * hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.max_f(mid) < f else (lo, mid)
+        return hi
 
     def check_n(self, n: int) -> None:
         """Raise :class:`ToleranceError` when the rule cannot run on ``n`` inputs with its f."""
