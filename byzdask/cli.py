@@ -63,7 +63,8 @@ _LIST_KINDS = {"aggregators": "aggregator", "pre-aggregators": "pre-aggregator",
 
 @main.command("list")
 @click.argument("what", type=click.Choice(sorted(_LIST_KINDS)), default="aggregators")
-@click.option("--n", "n", default=13, show_default=True, help="n used to state each rule's tolerated f")
+@click.option("--n", "n", default=13, show_default=True, type=click.IntRange(min=1),
+              help="n used to state each rule's tolerated f")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_(what: str, n: int, fmt: str) -> None:
     """List the aggregators, pre-aggregators or attacks with their short names.
@@ -216,6 +217,11 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
 
     jobqueue = _jobqueue_settings(options["cluster"], options)
     config = TrainConfig(pre_aggregators=tuple(pre_aggregators), **options)
+    if json_path:  # found out now, not after the training
+        target = os.path.abspath(json_path)
+        if not os.access(target if os.path.exists(target) else os.path.dirname(target), os.W_OK):
+            raise click.BadParameter(f"cannot write {json_path!r} (no such directory, or no permission)",
+                                     param_hint="--json")
     chain = " -> ".join([*config.pre_aggregators, config.aggregator])
     click.echo(f"byzdask train: {config.mode}, {config.honest} honest + {config.byzantine} Byzantine "
                f"({config.attack}), {chain} (f={config.resolved_f()}), {config.model}, {config.rounds} rounds")

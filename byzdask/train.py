@@ -97,6 +97,26 @@ def _build(kind: str, name: str, defaults: dict[str, Any], given: dict[str, Any]
         raise ConfigurationError(f"cannot build {kind} {name!r} with {kwargs}: {exc}") from exc
 
 
+def _check_numbers(config: TrainConfig) -> None:
+    """lr, momentum, weight decay and f: finite numbers in range, named when they are not."""
+    import math
+
+    from byzdask.aggregators.base import check_f
+
+    for name, positive in (("lr", True), ("weight_decay", False), ("momentum", False)):
+        value = getattr(config, name)
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        ok = ok and (value > 0 if positive else value >= 0)
+        if name == "momentum":
+            ok = ok and value < 1
+        if not ok:
+            want = {"lr": "a finite number > 0", "weight_decay": "a finite number >= 0",
+                    "momentum": "a finite number in [0, 1)"}[name]
+            raise ConfigurationError(f"{name} must be {want}, got {value!r}")
+    if config.f is not None:
+        check_f(config.f)
+
+
 def parse_topology(spec: str, n: int, byzantine: Sequence[int], *, seed: int = 0) -> Any:
     """A :class:`~byzdask.engine.peer_to_peer.topology.Topology` from ``"complete"``, ``"ring[:k]"``,
     ``"kregular:k"``, ``"erdos-renyi:p"`` or ``"torus:RxC"``.
@@ -154,6 +174,15 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
             raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
     f = config.resolved_f()
     n = config.honest + config.byzantine
+    _check_numbers(config)
+    # the rule and the pre-aggregators first, and f against n, before any data or model is made
+    aggregator = _build("aggregator", config.aggregator, {"f": f}, config.aggregator_kwargs)
+    pre = [_build("pre-aggregator", name, {"f": f, "bucket_size": 2, "seed": config.seed}, {})
+           for name in config.pre_aggregators]
+    if config.mode == "ps" or config.topology == "complete":
+        aggregator.check_n(n)
+    elif f > aggregator.max_f(n):
+        aggregator.check_n(n)
     split = load_digits(seed=config.seed, image=config.model == "cnn")
     shards = partition_dataset(split.train, config.honest, kind=config.partition, alpha=config.alpha,
                                seed=config.seed)
@@ -161,9 +190,6 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
                         seed=config.seed)
     honest = make_honest_nodes(shards, model, batch_size=config.batch_size, momentum=config.momentum,
                                seed=config.seed)
-    aggregator = _build("aggregator", config.aggregator, {"f": f}, config.aggregator_kwargs)
-    pre = [_build("pre-aggregator", name, {"f": f, "bucket_size": 2, "seed": config.seed}, {})
-           for name in config.pre_aggregators]
     byzantine = []
     if config.attack != "none" and config.byzantine:
         attack_defaults = {"f": config.byzantine, "N": n, "seed": config.seed,

@@ -15,7 +15,9 @@ A rule is written once, on an (m, d) matrix of finite rows in a numpy-like names
     implement :meth:`Aggregator.aggregate_matrix` directly (no fan-out).
 
 The base class stacks the inputs, drops the rows that hold NaN or Inf (at most the rule's f of
-them, see :meth:`Aggregator.prepare`), checks the rule's preconditions, and gives the output
+them, see :meth:`Aggregator.prepare`; gram rules also drop the rows whose squared norm does not
+fit float64, :func:`~byzdask.kernels.gram.sound_rows`, and build their Gram matrix in float64 when
+the input's dtype overflows, :func:`~byzdask.kernels.gram.safe_gram`), checks the rule's preconditions, and gives the output
 the family, dtype, device and shape of the inputs.
 """
 
@@ -33,7 +35,8 @@ from byzdask.engine.graph.subtask import SubTask
 from byzdask.errors import ConfigurationError, NonFiniteError, ToleranceError
 from byzdask.kernels.arrays import Batch, as_batch, finite_rows
 from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks, kernel_blocks
-from byzdask.kernels.gram import combine, gram_matrix, gram_partial
+from byzdask.kernels.gram import combine, gram_is_sound, gram_matrix, gram_partial, safe_gram, sound_rows
+from byzdask.kernels.selection import ties_for
 
 __all__ = ["Aggregator", "Prepared", "check_f"]
 
@@ -86,11 +89,27 @@ class Aggregator(Operator):
         return max(0, (int(n) - 1) // 2)
 
     def min_n(self, f: int) -> int:
-        """The smallest n for which this rule tolerates ``f`` Byzantine inputs."""
-        n = 1
-        while self.max_f(n) < f:
-            n += 1
-        return n
+        """The smallest n for which this rule tolerates ``f`` Byzantine inputs.
+
+        A bisection on :meth:`max_f` (non-decreasing in n): O(log f) calls, so any f, even 10**18,
+        answers at once.
+
+        Examples
+        --------
+        >>> from byzdask.aggregators import Krum
+        >>> Krum(f=1).min_n(10**18) == 2 * 10**18 + 3
+        True
+        """
+        f = int(f)
+        if self.max_f(1) >= f:
+            return 1
+        lo, hi = 1, 2
+        while self.max_f(hi) < f:  # max_f(lo) < f <= max_f(hi) once it stops
+            lo, hi = hi, 2 * hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.max_f(mid) < f else (lo, mid)
+        return hi
 
     def check_n(self, n: int) -> None:
         """Raise :class:`ToleranceError` when the rule cannot run on ``n`` inputs with its f."""
@@ -146,13 +165,15 @@ class Aggregator(Operator):
             prep.extra = self.extra_rows(matrix, f, batch.xp)
             return prep
         if self.drops_nonfinite:
-            ok = finite_rows(matrix, batch.xp)
+            gram = self.kind == "gram"
+            ok = sound_rows(matrix, batch.xp) if gram else finite_rows(matrix, batch.xp)
             dropped = int(n - int(ok.sum()))
             if dropped:
                 allowed = self.f if self.f is not None else self.max_f(n)
                 if dropped > allowed:
+                    what = "hold NaN or Inf or have a squared norm beyond float64" if gram else "hold NaN or Inf"
                     raise NonFiniteError(
-                        f"{type(self).__name__}: {dropped} of {n} input vectors hold NaN or Inf, "
+                        f"{type(self).__name__}: {dropped} of {n} input vectors {what}, "
                         f"more than the {allowed} it can treat as Byzantine"
                     )
                 matrix = matrix[ok]
@@ -169,15 +190,19 @@ class Aggregator(Operator):
             x = prep.matrix
             out = xp.empty(x.shape[1], dtype=x.dtype)
             for sl in kernel_blocks(x.shape[1], n_rows=x.shape[0], itemsize=x.dtype.itemsize, xp=xp):
-                out[sl] = self.column_kernel(x[:, sl], prep.f, xp)
+                out[sl] = _column_block(self, x[:, sl], prep.f, xp)
             return out
         if self.kind == "gram":
             gram = gram_matrix(prep.matrix, prep.extra, xp)
-            if not prep.checked and not bool(xp.isfinite(gram).all()):
-                # some row holds NaN/Inf (or the products overflow): drop those rows as prepare() does
-                prep = self.prepare(prep.batch)
-                gram = gram_matrix(prep.matrix, prep.extra, xp)
-            weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
+            dtype = prep.matrix.dtype
+            if not gram_is_sound(gram, dtype, xp):
+                # a row holds NaN/Inf, or the products over/underflow the input's dtype: drop the
+                # faulty rows as prepare() does, and build the matrix again in float64
+                if not prep.checked:
+                    prep = self.prepare(prep.batch)
+                gram, dtype = safe_gram(prep.matrix, prep.extra, xp), np.dtype(np.float64)
+            with ties_for(dtype):
+                weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
             return self.finish(combine(prep.matrix, weights, prep.extra, xp))
         raise NotImplementedError(f"{type(self).__name__} must implement aggregate_matrix")
 
@@ -244,7 +269,11 @@ class Aggregator(Operator):
         gram = partials[0]
         for part in partials[1:]:
             gram = gram + part
-        weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
+        dtype = prep.matrix.dtype
+        if not gram_is_sound(gram, dtype, xp):
+            gram, dtype = safe_gram(prep.matrix, prep.extra, xp), np.dtype(np.float64)
+        with ties_for(dtype):
+            weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
         return prep.batch.restore(self.finish(combine(prep.matrix, weights, prep.extra, xp)))
 
 
@@ -262,5 +291,21 @@ def _column_task(rule: Aggregator, block: Any, f: int | None, out: Any = None) -
     if out is None:
         out = xp.empty(block.shape[1], dtype=block.dtype)
     for sl in kernel_blocks(block.shape[1], n_rows=block.shape[0], itemsize=block.dtype.itemsize, xp=xp):
-        out[sl] = rule.column_kernel(block[:, sl], f, xp)
+        out[sl] = _column_block(rule, block[:, sl], f, xp)
     return out
+
+
+def _column_block(rule: Aggregator, block: Any, f: int | None, xp: Any) -> Any:
+    """The rule's column kernel on one finite block, again on the block scaled down when it overflowed.
+
+    Sums (and distances to a median) of finite values near the dtype's maximum overflow; scaled by
+    a power of two below 1 / (2m) they cannot, and the scaling is exact (bar values that become
+    subnormal, far below the others). Only a block whose result is not finite pays for it.
+    """
+    out = rule.column_kernel(block, f, xp)
+    if bool(xp.isfinite(out).all()):
+        return out
+    scale = 2.0 ** -(int(block.shape[0]).bit_length() + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        again = rule.column_kernel(block * block.dtype.type(scale), f, xp) / block.dtype.type(scale)
+    return xp.where(xp.isfinite(out), out, again)

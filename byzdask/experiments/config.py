@@ -499,6 +499,9 @@ class SweepConfig:
             top = parse_topology(s["topology"], n, list(range(honest, n)), seed=s["seed"])
             n = min(1 + len(list(top.in_neighbours(i))) for i in top.honest_ids)
             where = f"n={n} (own vector + fewest in-neighbours)"
+        rule = instantiate("aggregator", s["aggregator"], {"f": f}, s["aggregator_kwargs"])
+        if f > rule.max_f(n):  # pre-aggregators never add vectors: decided before allocating any
+            return f"{s['aggregator']} tolerates at most f={rule.max_f(n)} with {where}; this point has f={f}"
         rows = np.zeros((n, 1))
         for name in s["pre_aggregators"]:
             pre = instantiate("pre-aggregator", name, {"f": f, "bucket_size": _BUCKET_SIZE, "seed": s["seed"]}, {})

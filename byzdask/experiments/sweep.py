@@ -415,6 +415,10 @@ def load_results(path: str | os.PathLike) -> Any:
         path = path / RESULTS_FILE
     if not path.exists():
         raise ConfigurationError(f"no sweep results at {str(path)!r}")
-    if path.suffix == ".zarr":
-        return xr.open_zarr(path).load()
-    return xr.load_dataset(path, engine="netcdf4")
+    try:
+        if path.suffix == ".zarr":
+            return xr.open_zarr(path).load()
+        return xr.load_dataset(path, engine="netcdf4")
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # netCDF4/zarr report corruption so
+        raise ConfigurationError(f"cannot read sweep results {str(path)!r} (corrupt or not a results file): "
+                                 f"{exc}") from exc

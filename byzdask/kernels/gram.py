@@ -19,13 +19,134 @@ import numpy as np
 
 from byzdask.kernels.blocks import column_blocks, kernel_blocks
 
-__all__ = ["ORIGIN", "combine", "gram_matrix", "gram_partial", "sq_distances"]
+__all__ = [
+    "ORIGIN",
+    "combine",
+    "gram_is_sound",
+    "gram_limit",
+    "gram_matrix",
+    "gram_partial",
+    "safe_gram",
+    "sound_rows",
+    "sq_distances",
+]
 
 #: Number of anchor rows always appended after the inputs (the origin).
 ORIGIN = 1
 
 
 _HOST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: Gram entries of float32 inputs below this (in float32: tiny / eps) have lost their precision to
+#: underflow; :func:`gram_is_sound` then asks for the float64 route.
+_FLOAT32_UNDERFLOW = float(np.finfo(np.float32).tiny / np.finfo(np.float32).eps)
+
+
+def gram_limit(rows: int) -> float:
+    """The largest squared norm a row may have for every Gram entry of ``rows`` rows to fit float64.
+
+    ``float64 max / (8 rows)``: a centred row's squared norm is at most 4 times the largest
+    squared norm, and the rules add up to ``rows`` distances (Krum's scores), so nothing computed
+    from such a Gram matrix overflows. Rows beyond it count as faulty (:func:`sound_rows`).
+
+    Examples
+    --------
+    >>> gram_limit(10) > 1e300
+    True
+    """
+    return float(np.finfo(np.float64).max) / (8.0 * max(int(rows), 1))
+
+
+def sound_rows(matrix: Any, xp: Any = np, *, rows: int | None = None) -> Any:
+    """Boolean mask of the rows that are finite and whose squared norm is within :func:`gram_limit`.
+
+    A row that fails is treated as faulty by the distance rules, like a row holding NaN or Inf.
+    Finite float32 rows always pass (their squared norms fit float64 with room to spare), so for
+    them this is :func:`~byzdask.kernels.arrays.finite_rows`; float64 rows cost one pass (the
+    squared norms, which NaN and Inf propagate through).
+
+    Parameters
+    ----------
+    matrix : (n, d) array
+    rows : int, optional
+        Rows of the Gram matrix to come (default n + 2: the inputs, the origin and one anchor).
+
+    Examples
+    --------
+    >>> sound_rows(np.array([[1.0, 2.0], [1e200, 0.0], [np.nan, 0.0]])).tolist()
+    [True, False, False]
+    """
+    from byzdask.kernels.arrays import finite_rows
+
+    n = int(matrix.shape[0])
+    if matrix.dtype.itemsize < 8:
+        return finite_rows(matrix, xp)
+    limit = gram_limit(n + 2 if rows is None else rows)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = xp.einsum("ij,ij->i", matrix, matrix)
+    return xp.isfinite(sq) & (sq <= limit)
+
+
+def gram_is_sound(gram: Any, dtype: Any, xp: Any = np) -> bool:
+    """Whether a Gram matrix from :func:`gram_matrix` can be trusted (else use :func:`safe_gram`).
+
+    False when an entry is NaN or Inf (a non-finite row, or products that overflowed the input
+    dtype), when an entry is beyond :func:`gram_limit` (later sums could overflow), for float32
+    inputs when every entry is so small that the products underflowed, and when the round-off of
+    the largest squared norm exceeds the median one (far rows pull the column mean, on which the
+    matrix is centred, away from the others, whose distances are then lost in round-off).
+
+    Examples
+    --------
+    >>> x = np.array([[1e20, 0.0], [0.0, 1.0]], dtype=np.float32)
+    >>> gram_is_sound(gram_matrix(x), x.dtype), gram_is_sound(safe_gram(x), x.dtype)
+    (False, True)
+    """
+    if not gram.size:
+        return True
+    diag = xp.diagonal(gram)
+    top = float(xp.max(xp.abs(gram)))
+    if not np.isfinite(top) or top > gram_limit(gram.shape[0]):
+        return False
+    if np.dtype(dtype).itemsize < 8 and top < _FLOAT32_UNDERFLOW:
+        return False
+    return float(diag.max()) * float(np.finfo(dtype).eps) <= float(xp.median(diag))
+
+
+def safe_gram(matrix: Any, extra: Any | None = None, xp: Any = np) -> Any:
+    """The augmented Gram matrix (as :func:`gram_matrix`) from float64 copies of the column blocks,
+    centred on their coordinate-wise median.
+
+    The route for inputs whose products overflow (or underflow) their own dtype, or lose the
+    near rows' distances to round-off: with rows within :func:`gram_limit` (see
+    :func:`sound_rows`) no entry overflows, and the median, unlike the mean, stays among the
+    majority of the rows whatever a minority holds, so their distances keep float64 precision.
+    Any centre gives the same distances (the origin row is minus the centre). It costs one more
+    pass over the input, in float64, and a median per column; it is taken only when
+    :func:`gram_is_sound` says so.
+
+    Examples
+    --------
+    >>> x = np.array([[2.0**70, 0.0], [0.0, 0.0]], dtype=np.float32)  # its square overflows float32
+    >>> float(sq_distances(safe_gram(x))[0, 1]) == 2.0**140
+    True
+    """
+    m, d = matrix.shape
+    k = 0 if extra is None else extra.shape[0]
+    rows = m + ORIGIN + k
+    total = xp.zeros((rows, rows), dtype=xp.float64)
+    if m == 0:
+        return total
+    for sl in kernel_blocks(d, n_rows=rows, itemsize=8, xp=xp):
+        block = matrix[:, sl].astype(xp.float64)
+        centre = xp.median(block, axis=0)
+        z = xp.empty((rows, block.shape[1]), dtype=xp.float64)
+        xp.subtract(block, centre, out=z[:m])
+        xp.negative(centre, out=z[m])
+        if k:
+            xp.subtract(extra[:, sl].astype(xp.float64), centre, out=z[m + ORIGIN:])
+        total += z @ z.T
+    return total
 
 
 def _host_gram(matrix: np.ndarray, extra: np.ndarray | None, blocks: list[slice] | None) -> np.ndarray:

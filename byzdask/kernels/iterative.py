@@ -113,8 +113,8 @@ def weiszfeld(gram: Any, m: int, start: np.ndarray, *, tol: float, max_iter: int
         Weights of the starting point (summing to one).
     tol : float
         Stop after the first iteration whose step ``||z' - z||`` is at most ``tol`` times the
-        mean distance ``(1/m) sum_i ||x_i - z||`` of the inputs to ``z``; ``tol = 0`` runs exactly
-        ``max_iter`` iterations.
+        median distance ``median_i ||x_i - z||`` of the inputs to ``z`` (the median, so that far
+        outliers do not loosen the test); ``tol = 0`` runs exactly ``max_iter`` iterations.
     max_iter : int
         Largest number of iterations (0 returns ``start``).
     eps : float
@@ -144,7 +144,7 @@ def weiszfeld(gram: Any, m: int, start: np.ndarray, *, tol: float, max_iter: int
         inv = 1.0 / np.maximum(dist, eps)
         new = np.zeros_like(w)
         new[:m] = inv / inv.sum()
-        if tol > 0 and _norm(gram, new - w) <= tol * float(dist.mean()):
+        if tol > 0 and _norm(gram, new - w) <= tol * float(np.median(dist)):
             return new, iterations
         w = new
     return w, iterations

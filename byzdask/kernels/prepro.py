@@ -99,7 +99,7 @@ def arc_clip_count(n: int, f: int) -> int:
     return (2 * f * (n - f)) // n
 
 
-def nearest_mask(sq_dist: Any, k: int, xp: Any = np) -> Any:
+def nearest_mask(sq_dist: Any, k: int, xp: Any = np, *, tol: float = 0.0) -> Any:
     """Boolean (m, m) mask: row i marks the k rows nearest to row i, row i itself always included.
 
     Selection is by partition, not sort. Ties at the k-th distance go to the lower index, so the
@@ -109,6 +109,8 @@ def nearest_mask(sq_dist: Any, k: int, xp: Any = np) -> Any:
     ----------
     sq_dist : (m, m) float64 array of squared distances.
     k : int, 1 <= k <= m.
+    tol : float, keyword-only
+        Distances within ``tol`` of the k-th count as tied with it (round-off).
 
     Examples
     --------
@@ -123,8 +125,8 @@ def nearest_mask(sq_dist: Any, k: int, xp: Any = np) -> Any:
     if k >= m:
         return xp.ones((m, m), dtype=bool)
     kth = xp.partition(dist, k - 1, axis=1)[:, k - 1:k]
-    below = dist < kth
-    ties = dist == kth
+    below = dist < kth - tol
+    ties = (dist <= kth + tol) & ~below
     need = k - below.sum(axis=1, keepdims=True)
     take_tie = ties & (xp.cumsum(ties, axis=1) <= need)
     return below | take_tie

@@ -23,7 +23,9 @@ hard as finding a k-clique); see each function for its other bounds and its cost
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -33,16 +35,60 @@ __all__ = [
     "k_nearest_sums",
     "mean_weights",
     "min_diameter_subset",
+    "normalised",
     "min_top_eigenvalue_subset",
     "smallest_indices",
+    "tie_rtol",
     "tie_tolerance",
+    "ties_for",
     "to_host",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Relative size (against the largest distance) under which values count as tied.
+#: Relative size (against the largest distance) under which values count as tied, for a Gram
+#: matrix computed in float64; see :func:`tie_rtol` for other dtypes.
 TIE_RTOL = 1e-12
+
+#: The relative tie tolerance of the Gram matrix being decided on (set by :func:`ties_for`).
+_RTOL: ContextVar[float] = ContextVar("byzdask_tie_rtol", default=TIE_RTOL)
+
+
+def tie_rtol(dtype: Any) -> float:
+    """Relative tie tolerance for a Gram matrix whose products were computed in ``dtype``.
+
+    :data:`TIE_RTOL` for float64; for a narrower dtype (float32, which float16 and bfloat16
+    inputs compute in) ``2**8`` times its machine epsilon (about 3.1e-5 for float32): a distance
+    derived from a Gram matrix is a difference of squared norms, and its round-off is up to a few
+    hundred epsilons of the largest distance, so real gaps that small are not told apart.
+
+    Examples
+    --------
+    >>> tie_rtol(np.float64), tie_rtol(np.float32)
+    (1e-12, 3.0517578125e-05)
+    """
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    return max(TIE_RTOL, eps * 2.0**8) if np.dtype(dtype).itemsize < 8 else TIE_RTOL
+
+
+@contextmanager
+def ties_for(dtype: Any) -> Iterator[None]:
+    """Within the block, :func:`tie_tolerance` uses :func:`tie_rtol` of ``dtype`` by default.
+
+    The base class of the rules wraps each decision in it with the dtype the Gram matrix was
+    computed in, so that rules need not pass it on.
+
+    Examples
+    --------
+    >>> with ties_for(np.float32):
+    ...     tie_tolerance(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    3.0517578125e-05
+    """
+    token = _RTOL.set(tie_rtol(dtype))
+    try:
+        yield
+    finally:
+        _RTOL.reset(token)
 
 
 def to_host(a: Any) -> np.ndarray:
@@ -130,19 +176,39 @@ def smallest_indices(values: np.ndarray, k: int, *, tol: float = 0.0) -> np.ndar
     return order[:k]
 
 
-def tie_tolerance(dist: np.ndarray, rows: Any = None, *, rtol: float = TIE_RTOL) -> float:
+def tie_tolerance(dist: np.ndarray, rows: Any = None, *, rtol: float | None = None) -> float:
     """Tolerance under which two distance-derived values count as tied.
 
     ``rtol`` times the largest distance among ``rows`` (all rows by default): round-off of the
-    float64 Gram matrix of float64 inputs stays far below it, real differences far above it.
+    Gram matrix stays far below it, real differences far above it. ``rtol`` defaults to
+    :data:`TIE_RTOL`, or to :func:`tie_rtol` of the dtype set by :func:`ties_for`.
 
     Examples
     --------
     >>> tie_tolerance(np.array([[0.0, 4.0], [4.0, 0.0]]))
     4e-12
     """
+    rtol = _RTOL.get() if rtol is None else rtol
     sub = dist if rows is None else dist[np.ix_(rows, rows)]
     return float(rtol * sub.max()) if sub.size else 0.0
+
+
+def normalised(gram: Any) -> np.ndarray:
+    """A float64 host copy of a Gram matrix scaled by a power of two so that its largest entry is about 1.
+
+    The decisions of the scale-free rules (SMEA's and CAF's eigenproblems) do not change, and
+    LAPACK never meets entries near the limits of float64.
+
+    Examples
+    --------
+    >>> normalised(np.array([[4e300, 0.0], [0.0, 1e300]])).tolist()
+    [[0.7466108948025751, 0.0], [0.0, 0.18665272370064379]]
+    """
+    g = to_host(gram)
+    top = float(np.max(np.abs(g))) if g.size else 0.0
+    if top == 0.0 or not np.isfinite(top):
+        return g
+    return np.ldexp(g, -np.frexp(top)[1])
 
 
 def mean_weights(size: int, rows: Any) -> np.ndarray:

@@ -83,4 +83,12 @@ class Bucketing(PreAggregator):
         perm = self.permutation(matrix.shape[0])
         if xp is not np:
             perm = xp.asarray(perm)
-        return bucket_means(matrix, perm, self.bucket_size, xp)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = bucket_means(matrix, perm, self.bucket_size, xp)
+            if bool(xp.isfinite(out).all()):
+                return out
+            # a bucket of finite values near the dtype's maximum overflowed: its mean, again from
+            # the inputs scaled by an exact power of two (non-finite buckets stay non-finite)
+            scale = matrix.dtype.type(2.0 ** -(self.bucket_size.bit_length() + 1))
+            again = bucket_means(matrix * scale, perm, self.bucket_size, xp) / scale
+        return xp.where(xp.isfinite(out), out, again)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from byzdask.aggregators.base import check_f
 from byzdask.engine.graph.operator import OpContext
 from byzdask.engine.graph.subtask import SubTask
 from byzdask.errors import NonFiniteError, ToleranceError
-from byzdask.kernels.arrays import Batch, as_batch, finite_rows
+from byzdask.kernels.arrays import Batch, as_batch
 from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks
-from byzdask.kernels.gram import gram_matrix, gram_partial, sq_distances
+from byzdask.kernels.gram import gram_is_sound, gram_matrix, gram_partial, safe_gram, sound_rows, sq_distances
 from byzdask.kernels.prepro import mix_rows, nearest_mask
+from byzdask.kernels.selection import tie_rtol, tie_tolerance
 from byzdask.pre_aggregators.base import PreAggregator
 
 __all__ = ["NearestNeighborMixing"]
@@ -26,7 +29,8 @@ class NearestNeighborMixing(PreAggregator):
         y_i = \frac{1}{n - f} \sum_{j \in N_i} x_j, \qquad
         N_i = \text{the } n - f \text{ indices } j \text{ of smallest } \lVert x_i - x_j \rVert_2
 
-    Row i is always in its own neighbourhood N_i; ties at the (n - f)-th distance go to the
+    Row i is always in its own neighbourhood N_i; ties at the (n - f)-th distance (within the
+    round-off of the input's dtype, :func:`~byzdask.kernels.selection.tie_rtol`) go to the
     lower index. The output has as many vectors as the input.
 
     Parameters
@@ -41,7 +45,8 @@ class NearestNeighborMixing(PreAggregator):
 
     Preconditions: f < n (:class:`~byzdask.errors.ToleranceError` otherwise).
 
-    Non-finite inputs: vectors holding NaN or Inf are treated as Byzantine. They are never
+    Non-finite inputs: vectors holding NaN or Inf, or whose squared norm does not fit float64
+    (:func:`~byzdask.kernels.gram.sound_rows`), are treated as Byzantine. They are never
     chosen as a neighbour of a finite vector (the finite ones mix among the n - r finite
     vectors, with n and f reduced together, which keeps n - f neighbours), and they are passed
     through unchanged, for the rule that follows to drop. More than f of them raise
@@ -77,19 +82,23 @@ class NearestNeighborMixing(PreAggregator):
         n = int(matrix.shape[0])
         if self.f >= n:
             raise ToleranceError(f"NearestNeighborMixing needs f < n; got f={self.f} with n={n} vectors")
-        ok = finite_rows(matrix, xp)
+        ok = sound_rows(matrix, xp)
         r = n - int(ok.sum())
         if r > self.f:
             raise NonFiniteError(
-                f"NearestNeighborMixing: {r} of {n} input vectors hold NaN or Inf, more than the f={self.f} "
-                "it can treat as Byzantine"
+                f"NearestNeighborMixing: {r} of {n} input vectors hold NaN or Inf or have a squared norm beyond "
+                f"float64, more than the f={self.f} it can treat as Byzantine"
             )
         return ok, (matrix[ok] if r else matrix), r
 
     def _mix(self, gram: Any, matrix: Any, ok: Any, finite: Any, r: int, xp: Any) -> Any:
         m = int(finite.shape[0])
+        rtol = tie_rtol(finite.dtype)
+        if not gram_is_sound(gram, finite.dtype, xp):
+            gram, rtol = safe_gram(finite, None, xp), tie_rtol(xp.float64)
         dist = sq_distances(gram, xp)[:m, :m]
-        mask = nearest_mask(dist, m - (self.f - r), xp)
+        tol = tie_tolerance(dist, rtol=rtol) if xp is np else 0.0
+        mask = nearest_mask(dist, m - (self.f - r), xp, tol=tol)
         mixed = mix_rows(mask / float(m - (self.f - r)), finite, xp)
         if not r:
             return mixed

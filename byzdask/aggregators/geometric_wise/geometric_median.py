@@ -49,9 +49,9 @@ class GeometricMedian(Aggregator):
         z_{t+1} = \frac{\sum_i x_i / \max(\|x_i - z_t\|, \epsilon)}{\sum_i 1 / \max(\|x_i - z_t\|, \epsilon)}
 
     and the iterations stop at the first step with
-    :math:`\|z_{t+1} - z_t\| \le \mathrm{tol} \cdot \frac{1}{n}\sum_i \|x_i - z_t\|` (the step
-    relative to the mean distance of the inputs, so the criterion does not depend on the
-    scale or the origin of the inputs), or after ``max_iter`` iterations. With ``init="zero",
+    :math:`\|z_{t+1} - z_t\| \le \mathrm{tol} \cdot \operatorname{median}_i \|x_i - z_t\|` (the
+    step relative to the median distance of the inputs, so the criterion does not depend on the
+    scale or the origin of the inputs, and far outliers do not loosen it), or after ``max_iter`` iterations. With ``init="zero",
     max_iter=3, tol=0, eps=0.1`` this is ByzFL's ``GeometricMedian(nu=0.1, T=3)``.
 
     The iterate stays in the affine hull of the inputs and of the starting point, so it is

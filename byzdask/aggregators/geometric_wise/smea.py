@@ -9,6 +9,7 @@ from byzdask.kernels.selection import (
     host_distances,
     mean_weights,
     min_top_eigenvalue_subset,
+    normalised,
     tie_tolerance,
     to_host,
 )
@@ -73,6 +74,7 @@ class SMEA(Aggregator):
         self._repr_params = {"f": self.f}
 
     def gram_weights(self, gram: Any, m: int, f: int | None, xp: Any) -> Any:
+        gram = normalised(gram)  # the same subset, and no entry near float64's limits for LAPACK
         tol = tie_tolerance(host_distances(gram)[:m, :m]) * (m - f)  # scatter eigenvalues scale with |S|
         subset, _ = min_top_eigenvalue_subset(to_host(gram)[:m, :m], m - f, tol=tol)
         return mean_weights(gram.shape[0], subset)

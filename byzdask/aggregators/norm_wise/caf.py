@@ -9,6 +9,7 @@ import numpy as np
 from byzdask.aggregators.base import Aggregator, check_f
 from byzdask.errors import ConfigurationError
 from byzdask.kernels.iterative import covariance_filter
+from byzdask.kernels.selection import normalised
 
 __all__ = ["CAF"]
 
@@ -87,5 +88,6 @@ class CAF(Aggregator):
         self._repr_params = {"f": self.f, "power_iters": self.power_iters, "seed": self.seed}
 
     def gram_weights(self, gram: Any, m: int, f: int | None, xp: Any) -> Any:
-        weights = covariance_filter(gram, m, int(f), power_iters=self.power_iters, seed=self.seed)
+        # scaled to entries about 1: the same weights, and no entry near float64's limits for LAPACK
+        weights = covariance_filter(normalised(gram), m, int(f), power_iters=self.power_iters, seed=self.seed)
         return xp.asarray(weights)
