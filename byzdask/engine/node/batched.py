@@ -29,7 +29,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional
 
-__all__ = ["BatchedNodes", "batch_index_block", "batched_nodes", "evaluate_params"]
+__all__ = ["BatchedNodes", "batch_index_block", "batched_nodes", "byzantine_vectors", "evaluate_params",
+           "stack_vectors"]
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -117,6 +118,48 @@ def batched_nodes(nodes: Sequence[Any]) -> BatchedNodes | None:
     return BatchedNodes(nodes)
 
 
+def _dense_layers(model: nn.Module) -> list[nn.Linear] | None:
+    """The linear layers of a logistic regression or a Linear/ReLU MLP (None for other models)."""
+    from byzdask.models.digits import MLP, LogisticRegression
+
+    if type(model) is LogisticRegression:
+        layers: list[nn.Module] = [model.linear]
+    elif type(model) is MLP:
+        layers = list(model.net)
+        if any(type(m) is not (nn.Linear if k % 2 == 0 else nn.ReLU) for k, m in enumerate(layers)):
+            return None
+        layers = layers[::2]
+    else:
+        return None
+    return layers if all(layer.bias is not None for layer in layers) else None
+
+
+def _dense_gradients(parts: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""Per-node gradients of the mean cross-entropy of a Linear/ReLU stack, by batched matmuls.
+
+    ``parts`` alternate weights and biases, each ``(*, out, in)`` / ``(*, out)`` with ``*`` empty
+    (shared by all nodes) or ``h``; ``x`` is ``(h, k, in)``. Forward, then the closed-form
+    backward: :math:`\partial z_L = (\mathrm{softmax}(z_L) - \mathrm{onehot}(y)) / k`.
+    """
+    weights, biases = parts[0::2], parts[1::2]
+    h, k = x.shape[0], x.shape[1]
+    acts, zs = [x.reshape(h, k, -1)], []
+    for w, b in zip(weights, biases):
+        z = torch.matmul(acts[-1], w.transpose(-1, -2)) + (b.unsqueeze(-2) if b.ndim == 2 else b)
+        zs.append(z)
+        acts.append(torch.relu(z))
+    dz = torch.softmax(zs[-1], dim=-1)
+    dz.scatter_add_(-1, y.unsqueeze(-1), torch.full(y.shape + (1,), -1.0))
+    dz = dz / k
+    grads: list[torch.Tensor] = []
+    for layer in range(len(weights) - 1, -1, -1):
+        grads.append(dz.sum(dim=1))
+        grads.append(torch.matmul(dz.transpose(1, 2), acts[layer]).reshape(h, -1))
+        if layer:
+            dz = torch.matmul(dz, weights[layer]) * (zs[layer - 1] > 0)
+    return torch.cat(grads[::-1], dim=1)
+
+
 def _loss_of(model: nn.Module, names: Sequence[str], loss_fn: Any) -> Any:
     def loss(flat_parts: tuple[torch.Tensor, ...], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return loss_fn(functional_call(model, dict(zip(names, flat_parts)), (x,)), y)
@@ -164,6 +207,8 @@ class BatchedNodes:
         self._lengths = lengths
         self._seeds = [n.seed for n in self.nodes]
         self._block: tuple[np.ndarray, torch.Tensor] | None = None
+        #: Linear layers of a logreg / MLP with the default loss: closed-form batched gradients.
+        self.dense = _dense_layers(self.model) if first.loss_fn is None else None
         loss = _loss_of(self.model, self.names, self.loss_fn)
         self._shared = vmap(grad(loss), in_dims=(None, 0, 0))
         self._own = vmap(grad(loss), in_dims=(0, 0, 0))
@@ -187,7 +232,8 @@ class BatchedNodes:
     def batches(self, steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The minibatches ``(x, y)`` of every node, shapes ``(h, k, ...)`` and ``(h, k)``."""
         rows = self.indices(steps)
-        return self.x[rows], self.y[rows]
+        flat = rows.reshape(-1)
+        return self.x.index_select(0, flat).reshape(*rows.shape, *self.x.shape[1:]), self.y.index_select(0, flat).view(rows.shape)
 
     # -- parameters ------------------------------------------------------------------------
     def split(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -206,6 +252,8 @@ class BatchedNodes:
         x, y = self.batches(steps)
         if labels is not None:
             y = labels(y)
+        if self.dense is not None:
+            return _dense_gradients(self.split(params), x, y)
         fn = self._own if params.ndim == 2 else self._shared
         parts = fn(self.split(params), x, y)
         return torch.cat([g.reshape(len(self.nodes), -1) for g in parts], dim=1)
@@ -321,3 +369,19 @@ def byzantine_vectors(nodes: Sequence[Any], honest: Sequence[Any], params: Any, 
         if key is not None:
             done[key] = vector
     return out
+
+
+def stack_vectors(honest: Sequence[Any], byzantine: Sequence[Any]) -> Any:
+    """One ``(n, d)`` float32 tensor of the round's vectors (honest first), or the plain list
+    when they are not all flat float32 torch vectors of one length.
+
+    Examples
+    --------
+    >>> stack_vectors([torch.zeros(2)], [torch.ones(2)]).tolist()
+    [[0.0, 0.0], [1.0, 1.0]]
+    """
+    vectors = [*honest, *byzantine]
+    if all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.ndim == 1 for v in vectors) \
+            and len({v.shape[0] for v in vectors}) == 1:
+        return torch.stack(vectors)
+    return vectors

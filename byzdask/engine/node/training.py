@@ -23,7 +23,7 @@ from torch import nn
 from byzdask.aggregators.base import Aggregator
 from byzdask.data.dataset import Dataset
 from byzdask.engine.node.base import evaluate_model
-from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params
+from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params, stack_vectors
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.peer_to_peer.topology import Topology
@@ -57,7 +57,7 @@ def robust_aggregate(vectors: Sequence[Any], aggregator: Aggregator,
 
     Parameters
     ----------
-    vectors : sequence of vectors
+    vectors : sequence of vectors, or one (n, d) tensor
         In node order (torch or numpy, all of one length).
     aggregator : Aggregator
         The robust rule.
@@ -72,6 +72,9 @@ def robust_aggregate(vectors: Sequence[Any], aggregator: Aggregator,
     """
     if len(vectors) == 0:
         raise InputError("robust_aggregate needs at least one vector, got none")
+    if isinstance(vectors, torch.Tensor) and vectors.ndim == 2 and vectors.dtype == torch.float32 \
+            and not pre_aggregators:
+        return _as_vector(aggregator.aggregate(vectors))  # one (n, d) tensor: no restacking
     batch = [_as_vector(v) for v in vectors]
     for pre in pre_aggregators:
         batch = pre.pre_aggregate(batch)
@@ -249,7 +252,7 @@ class InProcessParameterServer:
                 node.set_params(self.params)
                 honest_vectors.append(node.gradient())
         attacks = byzantine_vectors(self.byzantine_nodes, honest_vectors, self.params, r)
-        aggregate = robust_aggregate(honest_vectors + attacks, self.aggregator, self.pre_aggregators)
+        aggregate = robust_aggregate(stack_vectors(honest_vectors, attacks), self.aggregator, self.pre_aggregators)
         lr = _lr_at(self.lr, r)
         self.params = sgd_update(self.params, aggregate, lr, self.weight_decay)
         self.round_index += 1

@@ -34,7 +34,7 @@ from byzdask.engine.graph.lowering import nbytes_of, scatter_min_bytes
 from byzdask.engine.graph.ops import CallableOp
 from byzdask.engine.graph.scheduler import NodeScheduler, pool_loop, run_coroutine_sync
 from byzdask.engine.node.base import evaluate_model
-from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params
+from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params, stack_vectors
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.node.training import (
@@ -174,7 +174,7 @@ class _RoundAggregate:
         for node, step in zip(byzantine_nodes, byzantine_steps):
             node.step = int(step)
         byzantine = byzantine_vectors(byzantine_nodes, vectors, params, round_index)
-        aggregate = robust_aggregate(vectors + byzantine, self.aggregator, self.pre_aggregators)
+        aggregate = robust_aggregate(stack_vectors(vectors, byzantine), self.aggregator, self.pre_aggregators)
         return {"aggregate": aggregate, "byzantine_steps": [int(node.step) for node in byzantine_nodes]}
 
 
@@ -372,7 +372,7 @@ class ParameterServer:
                                                            (None, node.momentum_buffer))
                 honest.append(vector)
         byzantine = byzantine_vectors(self.byzantine_nodes, honest, self.params, r)
-        return robust_aggregate(honest + byzantine, self.aggregator, self.pre_aggregators)
+        return robust_aggregate(stack_vectors(honest, byzantine), self.aggregator, self.pre_aggregators)
 
     async def _place_nodes(self) -> None:
         # One group of honest nodes per worker (a task per node would cost more than its
