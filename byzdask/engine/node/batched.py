@@ -380,6 +380,9 @@ def stack_vectors(honest: Sequence[Any], byzantine: Sequence[Any]) -> Any:
     >>> stack_vectors([torch.zeros(2)], [torch.ones(2)]).tolist()
     [[0.0, 0.0], [1.0, 1.0]]
     """
+    if isinstance(honest, torch.Tensor) and honest.ndim == 2 and honest.dtype == torch.float32 and all(
+            isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.shape == honest.shape[1:] for v in byzantine):
+        return torch.cat([honest, *(v.unsqueeze(0) for v in byzantine)]) if byzantine else honest
     vectors = [*honest, *byzantine]
     if all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.ndim == 1 for v in vectors) \
             and len({v.shape[0] for v in vectors}) == 1:

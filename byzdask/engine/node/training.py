@@ -243,7 +243,7 @@ class InProcessParameterServer:
         if batched is not None:
             vectors, buffers = batched.vectors(self.params, [n.step for n in self.honest_nodes], batched.node_buffers())
             batched.record_buffers(buffers)
-            honest_vectors = list(vectors.unbind(0))
+            honest_vectors = vectors
             for node in self.honest_nodes:
                 node.step += 1
         else:
@@ -252,7 +252,8 @@ class InProcessParameterServer:
                 node.set_params(self.params)
                 honest_vectors.append(node.gradient())
         attacks = byzantine_vectors(self.byzantine_nodes, honest_vectors, self.params, r)
-        aggregate = robust_aggregate(stack_vectors(honest_vectors, attacks), self.aggregator, self.pre_aggregators)
+        aggregate = robust_aggregate(stack_vectors(honest_vectors, attacks), self.aggregator,
+                                     self.pre_aggregators)
         lr = _lr_at(self.lr, r)
         self.params = sgd_update(self.params, aggregate, lr, self.weight_decay)
         self.round_index += 1

@@ -104,7 +104,10 @@ def byzantine_step(node: ByzantineNode, params: Any, step: int, round_index: int
     node.step = int(step)
     if node.model is not None:
         node.set_params(params)
-    vectors = None if honest is None else [_vector_of(h) for h in honest]
+    if honest is None or isinstance(honest, torch.Tensor):
+        vectors = honest  # None, or the (h, d) honest vectors of a batched round
+    else:
+        vectors = [_vector_of(h) for h in honest]
     vector = _as_vector(node.attack_vector(honest_grads=vectors, round_index=round_index))
     return vector, node.step
 
@@ -364,7 +367,7 @@ class ParameterServer:
             batched = self._batched
             vectors, buffers = batched.vectors(self.params, [n.step for n in self.honest_nodes], batched.node_buffers())
             batched.record_buffers(buffers)
-            honest = list(vectors.unbind(0))
+            honest = vectors
         else:
             honest = []
             for node in self.honest_nodes:
