@@ -319,7 +319,8 @@ def test_run_sync_on_a_pool_started_from_synchronous_code(split):
         history = p2p.run_sync(4, eval_every=2, progress=False)
     ref = InProcessPeerToPeer(honest(split, 4), [], Topology.complete(4), aggregator=Average(), lr=0.5,
                               test=split.test)
-    assert history == ref.run(4, eval_every=2)
+    # the reference computes its nodes in one batched call: equal to float32 rounding
+    assert history == [pytest.approx(record, rel=1e-5, abs=1e-9) for record in ref.run(4, eval_every=2)]
 
 
 def test_configuration_errors(split):

@@ -34,8 +34,10 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def batch_indices(num_samples: int, batch_size: int, *, seed: int, step: int) -> np.ndarray:
     """Indices of minibatch ``step``: ``min(batch_size, num_samples)`` distinct samples.
 
-    Drawn without replacement inside the batch, independently across steps, from a generator
-    seeded with ``(seed, step)``: a pure function, so a batch can be recomputed anywhere.
+    Drawn without replacement inside the batch, independently across steps: the samples with
+    the smallest keys of a counter-based hash of ``(seed, step, sample)``
+    (:func:`~byzdask.engine.node.batched.batch_index_block`, which draws many nodes and steps in
+    one call). A pure function, so a batch can be recomputed anywhere.
 
     Examples
     --------
@@ -43,8 +45,9 @@ def batch_indices(num_samples: int, batch_size: int, *, seed: int, step: int) ->
     >>> bool((a == batch_indices(100, 4, seed=7, step=3)).all()), len(set(a.tolist()))
     (True, 4)
     """
-    rng = np.random.default_rng([int(seed), int(step)])
-    return np.sort(rng.choice(int(num_samples), size=min(int(batch_size), int(num_samples)), replace=False))
+    from byzdask.engine.node.batched import batch_index_block
+
+    return batch_index_block([int(num_samples)], int(batch_size), [int(seed)], [[int(step)]])[0, 0]
 
 
 def stochastic_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

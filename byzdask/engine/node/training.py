@@ -23,6 +23,7 @@ from torch import nn
 from byzdask.aggregators.base import Aggregator
 from byzdask.data.dataset import Dataset
 from byzdask.engine.node.base import evaluate_model
+from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params, stack_vectors
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.peer_to_peer.topology import Topology
@@ -56,7 +57,7 @@ def robust_aggregate(vectors: Sequence[Any], aggregator: Aggregator,
 
     Parameters
     ----------
-    vectors : sequence of vectors
+    vectors : sequence of vectors, or one (n, d) tensor
         In node order (torch or numpy, all of one length).
     aggregator : Aggregator
         The robust rule.
@@ -71,6 +72,9 @@ def robust_aggregate(vectors: Sequence[Any], aggregator: Aggregator,
     """
     if len(vectors) == 0:
         raise InputError("robust_aggregate needs at least one vector, got none")
+    if isinstance(vectors, torch.Tensor) and vectors.ndim == 2 and vectors.dtype == torch.float32 \
+            and not pre_aggregators:
+        return _as_vector(aggregator.aggregate(vectors))  # one (n, d) tensor: no restacking
     batch = [_as_vector(v) for v in vectors]
     for pre in pre_aggregators:
         batch = pre.pre_aggregate(batch)
@@ -228,20 +232,28 @@ class InProcessParameterServer:
         self._eval_model = copy.deepcopy(self.honest_nodes[0].model)
         #: Number of rounds run so far.
         self.round_index = 0
+        self._batched: Any = False  # BatchedNodes, or None for the per-node path; built at the first round
 
     def round(self) -> dict[str, Any]:
         """Run one round; return ``{"round", "lr", "aggregate_norm"}`` (round counted from 1)."""
         r = self.round_index
-        honest_vectors = []
-        for node in self.honest_nodes:
-            node.set_params(self.params)
-            honest_vectors.append(node.gradient())
-        byzantine_vectors = []
-        for node in self.byzantine_nodes:
-            if node.model is not None:
+        if self._batched is False:
+            self._batched = batched_nodes(self.honest_nodes)
+        batched = self._batched
+        if batched is not None:
+            vectors, buffers = batched.vectors(self.params, [n.step for n in self.honest_nodes], batched.node_buffers())
+            batched.record_buffers(buffers)
+            honest_vectors = vectors
+            for node in self.honest_nodes:
+                node.step += 1
+        else:
+            honest_vectors = []
+            for node in self.honest_nodes:
                 node.set_params(self.params)
-            byzantine_vectors.append(_as_vector(node.attack_vector(honest_grads=honest_vectors, round_index=r)))
-        aggregate = robust_aggregate(honest_vectors + byzantine_vectors, self.aggregator, self.pre_aggregators)
+                honest_vectors.append(node.gradient())
+        attacks = byzantine_vectors(self.byzantine_nodes, honest_vectors, self.params, r)
+        aggregate = robust_aggregate(stack_vectors(honest_vectors, attacks), self.aggregator,
+                                     self.pre_aggregators)
         lr = _lr_at(self.lr, r)
         self.params = sgd_update(self.params, aggregate, lr, self.weight_decay)
         self.round_index += 1
@@ -253,8 +265,7 @@ class InProcessParameterServer:
         if data is None:
             raise ConfigurationError("no test split: pass test= to the constructor or data= here")
         self._eval_model.load_state_dict(self.honest_nodes[0].model.state_dict())
-        set_flat_params(self._eval_model, self.params)
-        return evaluate_model(self._eval_model, data.x, data.y, self.honest_nodes[0].loss_fn)
+        return evaluate_params(self._eval_model, self.params, data.x, data.y, self.honest_nodes[0].loss_fn)
 
     def run(self, rounds: int, *, eval_every: int = 1,
             callback: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
@@ -357,9 +368,19 @@ class InProcessPeerToPeer:
         self.honest_by_id = dict(zip(h_ids, self.honest_nodes))
         self.byzantine_by_id = dict(zip(b_ids, self.byzantine_nodes))
         self.round_index = 0
+        self._batched = batched_nodes(self.honest_nodes)
+        self._matrix: torch.Tensor | None = None
+        if self._batched is not None:
+            # the honest models' parameters become rows of one (h, d) matrix (views, no copy)
+            self._matrix = torch.stack([node.params() for node in self.honest_nodes])
+            for node, row in zip(self.honest_nodes, self._matrix):
+                for param, view in zip(node.model.parameters(), self._batched.split(row)):
+                    param.data = view
 
     def honest_params(self) -> list[torch.Tensor]:
         """The honest nodes' parameters, in honest id order."""
+        if self._matrix is not None:
+            return list(self._matrix.clone().unbind(0))
         return [node.params() for node in self.honest_nodes]
 
     def round(self) -> dict[str, Any]:
@@ -377,8 +398,20 @@ class InProcessPeerToPeer:
         lr = _lr_at(self.lr, r)
         top = self.topology
         sent: dict[int, torch.Tensor] = {}
-        for i, node in self.honest_by_id.items():
-            sent[i] = node.local_step(lr, weight_decay=self.weight_decay)
+        batched, matrix = self._batched, self._matrix
+        if batched is not None and matrix is not None:
+            vectors, buffers = batched.vectors(matrix, [n.step for n in self.honest_nodes], batched.node_buffers())
+            batched.record_buffers(buffers)
+            if self.weight_decay:
+                vectors = vectors + self.weight_decay * matrix
+            stepped = matrix - lr * vectors
+            matrix.copy_(stepped)
+            for node, i, row in zip(self.honest_nodes, top.honest_ids, stepped.unbind(0)):
+                node.step += 1
+                sent[i] = row
+        else:
+            for i, node in self.honest_by_id.items():
+                sent[i] = node.local_step(lr, weight_decay=self.weight_decay)
         honest_all = [sent[i] for i in top.honest_ids]
         for b, node in self.byzantine_by_id.items():
             seen = honest_all if self.omniscient else [sent[j] for j in top.in_neighbours(b) if j in self.honest_by_id]
@@ -386,12 +419,16 @@ class InProcessPeerToPeer:
             if node.model is not None and base is not None:
                 node.set_params(base)
             sent[b] = _as_vector(node.attack_vector(honest_grads=seen, base_grad=base, round_index=r))
-        mixing = []
+        mixing, news = [], []
         for i, node in self.honest_by_id.items():
             inputs = [sent[i]] + [sent[j] for j in top.in_neighbours(i)]
             new = robust_aggregate(inputs, self.aggregators[i], self.pre_aggregators[i])
-            node.set_params(new)
+            if matrix is None:
+                node.set_params(new)
+            news.append(new)
             mixing.append(float((new - sent[i]).double().norm()))
+        if matrix is not None:
+            matrix.copy_(torch.stack(news))
         self.round_index += 1
         return {
             "round": self.round_index,
@@ -409,6 +446,11 @@ class InProcessPeerToPeer:
         data = data if data is not None else self.test
         if data is None:
             raise ConfigurationError("no test split: pass test= to the constructor or data= here")
+        if self._matrix is not None:
+            accs, losses = evaluate_params(self.honest_nodes[0].model, self._matrix, data.x, data.y,
+                                           self.honest_nodes[0].loss_fn)
+            return {"accuracy": float(np.mean(accs)), "worst_accuracy": float(np.min(accs)),
+                    "loss": float(np.mean(losses))}
         results = [node.evaluate(data.x, data.y) for node in self.honest_nodes]
         accs = [a for a, _ in results]
         return {"accuracy": float(np.mean(accs)), "worst_accuracy": float(np.min(accs)),

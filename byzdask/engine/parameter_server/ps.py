@@ -34,6 +34,7 @@ from byzdask.engine.graph.lowering import nbytes_of, scatter_min_bytes
 from byzdask.engine.graph.ops import CallableOp
 from byzdask.engine.graph.scheduler import NodeScheduler, pool_loop, run_coroutine_sync
 from byzdask.engine.node.base import evaluate_model
+from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params, stack_vectors
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.node.training import (
@@ -103,7 +104,10 @@ def byzantine_step(node: ByzantineNode, params: Any, step: int, round_index: int
     node.step = int(step)
     if node.model is not None:
         node.set_params(params)
-    vectors = None if honest is None else [_vector_of(h) for h in honest]
+    if honest is None or isinstance(honest, torch.Tensor):
+        vectors = honest  # None, or the (h, d) honest vectors of a batched round
+    else:
+        vectors = [_vector_of(h) for h in honest]
     vector = _as_vector(node.attack_vector(honest_grads=vectors, round_index=round_index))
     return vector, node.step
 
@@ -116,11 +120,36 @@ def _place(nodes: list[Any]) -> list[Any]:
     return nodes
 
 
+_GROUPS: list[tuple[list[HonestNode], Any]] = []  # (placed group, its BatchedNodes or None), a few recent
+
+
+def _group_batched(nodes: list[HonestNode]) -> Any:
+    for placed, batched in _GROUPS:
+        if placed is nodes:
+            return batched
+    batched = batched_nodes(nodes)
+    _GROUPS.insert(0, (nodes, batched))
+    del _GROUPS[8:]
+    return batched
+
+
 def _honest_group(nodes: list[HonestNode], params: Any, steps: list[int],
                   states: list[Any] | None) -> list[tuple[Any, Any]]:
-    """Task body: the vectors of a group of honest nodes (one task per worker, not per node)."""
-    return [honest_step(node, params, step, None if states is None else states[k])
-            for k, (node, step) in enumerate(zip(nodes, steps))]
+    """Task body: the vectors of a group of honest nodes (one task per worker, not per node).
+
+    Same-architecture nodes compute in one batched call (:mod:`byzdask.engine.node.batched`).
+    """
+    _one_torch_thread()
+    batched = _group_batched(nodes)
+    if batched is None:
+        return [honest_step(node, params, step, None if states is None else states[k])
+                for k, (node, step) in enumerate(zip(nodes, steps))]
+    buffers = None
+    if states is not None and any(s is not None and s[1] is not None for s in states):
+        zero = torch.zeros(batched.num_params)
+        buffers = torch.stack([zero if s is None or s[1] is None else _as_vector(s[1]) for s in states])
+    vectors, new = batched.vectors(_as_vector(params), steps, buffers)
+    return [(vectors[k], None if new is None else new[k]) for k in range(len(nodes))]
 
 
 def _honest_vectors(groups: Sequence[list[tuple[Any, Any]]], order: Sequence[tuple[int, int]]) -> list[Any]:
@@ -145,10 +174,11 @@ class _RoundAggregate:
                  byzantine_steps: list[int], round_index: int) -> dict[str, Any]:
         _one_torch_thread()
         vectors = _honest_vectors(honest, self.order)
-        byzantine = [byzantine_step(node, params, step, round_index, vectors)
-                     for node, step in zip(byzantine_nodes, byzantine_steps)]
-        aggregate = robust_aggregate(vectors + [v for v, _ in byzantine], self.aggregator, self.pre_aggregators)
-        return {"aggregate": aggregate, "byzantine_steps": [int(step) for _, step in byzantine]}
+        for node, step in zip(byzantine_nodes, byzantine_steps):
+            node.step = int(step)
+        byzantine = byzantine_vectors(byzantine_nodes, vectors, params, round_index)
+        aggregate = robust_aggregate(stack_vectors(vectors, byzantine), self.aggregator, self.pre_aggregators)
+        return {"aggregate": aggregate, "byzantine_steps": [int(node.step) for node in byzantine_nodes]}
 
 
 def _pre_aggregators(value: Any) -> tuple[PreAggregator, ...]:
@@ -298,6 +328,7 @@ class ParameterServer:
         self._groups: list[list[HonestNode]] = []
         self._honest_state: list[Any] = []
         self._graph: ComputationGraph | None = None
+        self._batched: Any = False  # the in-process BatchedNodes (None: per-node path), built at first use
 
     # -- the round graph ----------------------------------------------------------------------
     def _round_graph(self, groups: int) -> ComputationGraph:
@@ -315,7 +346,7 @@ class ParameterServer:
         """Run one round; returns ``{"round", "lr", "aggregate_norm"}`` (round counted from 1)."""
         r = self.round_index
         if self.pool is None:
-            aggregate = await asyncio.to_thread(self._local_aggregate, r)
+            aggregate = self._local_aggregate(r)  # in this thread: a hop to a thread costs more than a round
         else:
             try:
                 aggregate = await asyncio.wait_for(self._cluster_aggregate(r), self.timeout)
@@ -329,15 +360,22 @@ class ParameterServer:
         return {"round": self.round_index, "lr": lr, "aggregate_norm": float(aggregate.double().norm())}
 
     def _local_aggregate(self, r: int) -> torch.Tensor:
-        honest = []
-        for node in self.honest_nodes:
-            vector, node.momentum_buffer = honest_step(node, self.params, node.step, (None, node.momentum_buffer))
-            honest.append(vector)
-        byzantine = []
-        for node in self.byzantine_nodes:
-            vector, node.step = byzantine_step(node, self.params, node.step, r, honest)
-            byzantine.append(vector)
-        return robust_aggregate(honest + byzantine, self.aggregator, self.pre_aggregators)
+        if self._batched is False:
+            self._batched = batched_nodes(self.honest_nodes)
+        if self._batched is not None:
+            _one_torch_thread()
+            batched = self._batched
+            vectors, buffers = batched.vectors(self.params, [n.step for n in self.honest_nodes], batched.node_buffers())
+            batched.record_buffers(buffers)
+            honest = vectors
+        else:
+            honest = []
+            for node in self.honest_nodes:
+                vector, node.momentum_buffer = honest_step(node, self.params, node.step,
+                                                           (None, node.momentum_buffer))
+                honest.append(vector)
+        byzantine = byzantine_vectors(self.byzantine_nodes, honest, self.params, r)
+        return robust_aggregate(stack_vectors(honest, byzantine), self.aggregator, self.pre_aggregators)
 
     async def _place_nodes(self) -> None:
         # One group of honest nodes per worker (a task per node would cost more than its
@@ -399,8 +437,7 @@ class ParameterServer:
         data = data if data is not None else self.test_data
         if data is None:
             raise ConfigurationError("no test split: pass test_data= to the constructor or data= here")
-        set_flat_params(self._eval_model, self.params)
-        return evaluate_model(self._eval_model, data.x, data.y, self.honest_nodes[0].loss_fn)
+        return evaluate_params(self._eval_model, self.params, data.x, data.y, self.honest_nodes[0].loss_fn)
 
     async def run(self, rounds: int, *, eval_every: int = 1, callback: Callable[[dict[str, Any]], None] | None = None,
                   progress: bool = True) -> list[dict[str, Any]]:
