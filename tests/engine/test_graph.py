@@ -34,12 +34,12 @@ def test_empty_graph_is_rejected():
 
 
 def test_duplicate_names_are_rejected():
-    with pytest.raises(ConfigurationError, match="duplicate node name 'a'"):
+    with pytest.raises(ConfigurationError, match="Duplicate graph node name 'a'"):
         ComputationGraph([node("a"), node("a")])
 
 
 def test_unknown_output_is_rejected():
-    with pytest.raises(ConfigurationError, match="unknown output 'z'"):
+    with pytest.raises(ConfigurationError, match="Unknown output node 'z'"):
         ComputationGraph([node("a")], outputs=["z"])
 
 
@@ -72,7 +72,7 @@ def test_required_inputs_order_and_default_outputs():
     assert g.required_inputs == {"x", "y"}
     order = g.order
     assert order.index("a") < order.index("c") and order.index("b") < order.index("c")
-    assert g.outputs == ("c", "d")
+    assert g.outputs == ["c", "d"]
     assert [n.name for n in g.nodes_in_order()] == list(order)
     assert g.dependents("a") == ["c"]
     assert g.message_sources == (MessageSource("m"),)
@@ -81,7 +81,7 @@ def test_required_inputs_order_and_default_outputs():
 
 def test_outputs_may_be_given_as_a_string():
     g = ComputationGraph([node("a"), node("b", x="a")], outputs="a")
-    assert g.outputs == ("a",)
+    assert g.outputs == ["a"]
 
 
 def test_node_lookup_names_known_nodes():
@@ -134,7 +134,7 @@ def test_graph_input_needs_a_name():
 
 def test_make_single_operator_graph():
     g = make_single_operator_graph(node_name="agg", operator=Average(), input_keys="gradients")
-    assert g.outputs == ("agg",) and g.required_inputs == {"gradients"}
+    assert g.outputs == ["agg"] and g.required_inputs == {"gradients"}
     assert g.node("agg").inputs == {"gradients": graph_input("gradients")}
 
 

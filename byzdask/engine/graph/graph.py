@@ -172,20 +172,20 @@ class ComputationGraph:
     --------
     >>> from byzdask.aggregators.average import Average
     >>> g = ComputationGraph([GraphNode("agg", Average(), {"gradients": graph_input("gradients")})])
-    >>> g.outputs, sorted(g.required_inputs)
-    (('agg',), ['gradients'])
+    >>> g.outputs, g.topological_order, sorted(g.required_inputs)
+    (['agg'], ['agg'], ['gradients'])
     """
 
     def __init__(self, nodes: Sequence[GraphNode], *, outputs: Sequence[str] | None = None) -> None:
         nodes = list(nodes)
         if not nodes:
-            raise ConfigurationError("a ComputationGraph needs at least one node, got none")
+            raise ConfigurationError("a ComputationGraph requires at least one node, got none")
         self._nodes: dict[str, GraphNode] = {}
         for node in nodes:
             if not isinstance(node, GraphNode):
                 raise ConfigurationError(f"graph nodes must be GraphNode objects, got {type(node).__name__}")
             if node.name in self._nodes:
-                raise ConfigurationError(f"duplicate node name {node.name!r}: node names must be unique")
+                raise ConfigurationError(f"Duplicate graph node name {node.name!r}: node names must be unique")
             self._nodes[node.name] = node
         for node in nodes:
             for key, source in node.inputs.items():
@@ -206,7 +206,7 @@ class ComputationGraph:
             cycle = None
         if cycle:
             path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-            raise ConfigurationError(f"the graph has a cycle: {path}")
+            raise ConfigurationError(f"the graph contains a cycle: {path}")
         self._order = tuple(nx.lexicographical_topological_sort(self._dag, key=list(self._nodes).index))
         if outputs is None:
             outputs = [n for n in self._order if self._dag.out_degree(n) == 0]
@@ -218,9 +218,9 @@ class ComputationGraph:
         for out in outputs:
             if out not in self._nodes:
                 raise ConfigurationError(
-                    f"unknown output {out!r}: outputs must be node names ({', '.join(sorted(self._nodes))})"
+                    f"Unknown output node {out!r}: outputs must be node names ({', '.join(sorted(self._nodes))})"
                 )
-        self.outputs: tuple[str, ...] = outputs
+        self._outputs: tuple[str, ...] = outputs
         self.required_inputs: frozenset[str] = frozenset(
             s.name for n in nodes for s in n.inputs.values() if isinstance(s, GraphInput)
         )
@@ -237,6 +237,16 @@ class ComputationGraph:
     def order(self) -> tuple[str, ...]:
         """Node names in a topological order (ties broken by the order given)."""
         return self._order
+
+    @property
+    def topological_order(self) -> list[str]:
+        """:attr:`order` as a new list (ByzPy's name and type)."""
+        return list(self._order)
+
+    @property
+    def outputs(self) -> list[str]:
+        """The nodes whose outputs a run returns, as a new list (as in ByzPy)."""
+        return list(self._outputs)
 
     def nodes_in_order(self) -> Iterator[GraphNode]:
         """The nodes in topological order."""

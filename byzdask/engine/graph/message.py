@@ -8,9 +8,10 @@ import threading
 from collections import defaultdict, deque
 from typing import Any
 
+from byzdask.engine.graph.operator import Operator
 from byzdask.errors import ConfigurationError, MessageTimeoutError
 
-__all__ = ["MessageBox"]
+__all__ = ["MessageBox", "triggers_as_messages"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,30 +43,61 @@ class MessageBox:
         with self._lock:
             return len(self._queued.get(message_type, ()))
 
-    def deliver(self, message_type: str, payload: Any) -> None:
-        """Hand ``payload`` to the first receiver waiting for ``message_type``, or queue it."""
+    def deliver(self, message_type: str, payload: Any, *, every_waiter: bool = False) -> None:
+        """Hand ``payload`` to the first receiver waiting for ``message_type``, or queue it.
+
+        With ``every_waiter=True`` every receiver waiting for that type now gets the same
+        payload (ByzPy's scheduler semantics); it is queued, for the next receiver, only when none waits.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> async def two_waiters():
+        ...     box = MessageBox()
+        ...     waiting = [asyncio.ensure_future(box.receive("go", timeout=5)) for _ in range(2)]
+        ...     await asyncio.sleep(0)
+        ...     box.deliver("go", "now", every_waiter=True)
+        ...     return await asyncio.gather(*waiting), box.pending("go")
+        >>> asyncio.run(two_waiters())
+        (['now', 'now'], 0)
+        """
         _check_type(message_type)
         with self._lock:
             waiters = self._waiters.get(message_type)
+            live = []
             while waiters:
                 loop, fut = waiters.popleft()
                 if fut.done():
                     continue
-                if _running_loop() is loop:
-                    fut.set_result(payload)
-                else:
-                    loop.call_soon_threadsafe(self._hand_over, message_type, fut, payload)
+                live.append((loop, fut))
+                if not every_waiter:
+                    break
+            if not live:
+                self._queued[message_type].append(payload)
                 return
-            self._queued[message_type].append(payload)
+            share = _Share(len(live))
+            current = _running_loop()
+            for loop, fut in live:
+                if current is loop:
+                    fut.set_result(payload)
+                    share.taken = True
+                    share.left -= 1
+                else:
+                    loop.call_soon_threadsafe(self._hand_over, message_type, fut, payload, share)
 
-    def _hand_over(self, message_type: str, fut: asyncio.Future, payload: Any) -> None:
-        # Runs on the waiter's loop; a waiter that gave up meanwhile puts the message back first in line.
-        if fut.done():
-            with self._lock:
-                self._queued[message_type].appendleft(payload)
-            self._wake_next(message_type)
-            return
-        fut.set_result(payload)
+    def _hand_over(self, message_type: str, fut: asyncio.Future, payload: Any, share: _Share | None = None) -> None:
+        # Runs on the waiter's loop; a message whose every waiter gave up meanwhile goes back first in line.
+        share = share if share is not None else _Share(1)
+        with self._lock:
+            share.left -= 1
+            if not fut.done():
+                fut.set_result(payload)
+                share.taken = True
+                return
+            if share.left > 0 or share.taken:
+                return
+            self._queued[message_type].appendleft(payload)
+        self._wake_next(message_type)
 
     def _wake_next(self, message_type: str) -> None:
         with self._lock:
@@ -126,6 +158,16 @@ class MessageBox:
             self._wake_next(message_type)
 
 
+class _Share:
+    """How many receivers a delivered message was handed to still have to take it, and whether one did."""
+
+    __slots__ = ("left", "taken")
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.taken = False
+
+
 def _check_type(message_type: Any) -> None:
     if not isinstance(message_type, str) or not message_type:
         raise ConfigurationError(f"message_type must be a non-empty string, got {message_type!r}")
@@ -136,3 +178,50 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def triggers_as_messages(graph: Any) -> Any:
+    """``graph`` with each :class:`~byzdask.engine.graph.operator.MessageTriggerOp` node reading a message input.
+
+    The node becomes one that outputs what it reads from ``GraphInput.from_message`` of the
+    trigger's type and timeout, so the scheduler's message machinery serves it. A graph without
+    triggers is returned as it is.
+
+    Examples
+    --------
+    >>> from byzdask.engine.graph.graph import ComputationGraph, GraphNode
+    >>> from byzdask.engine.graph.operator import MessageTriggerOp
+    >>> g = triggers_as_messages(ComputationGraph([GraphNode("go", MessageTriggerOp("go"), {})]))
+    >>> [s.message_type for s in g.message_sources]
+    ['go']
+    """
+    from byzdask.engine.graph.graph import ComputationGraph, GraphInput, GraphNode
+    from byzdask.engine.graph.operator import MessageTriggerOp
+
+    if not any(isinstance(node.op, MessageTriggerOp) for node in graph.nodes.values()):
+        return graph
+    nodes = []
+    for node in graph.nodes.values():
+        if isinstance(node.op, MessageTriggerOp):
+            source = GraphInput.from_message(node.op.message_type, timeout=node.op.timeout or None)
+            node = GraphNode(node.name, _Triggered(node.op), {**node.inputs, _TRIGGER_KEY: source})
+        nodes.append(node)
+    return ComputationGraph(nodes, outputs=graph.outputs)
+
+
+_TRIGGER_KEY = "__message__"
+
+
+class _Triggered(Operator):
+    """The operator of a trigger node once its message is an input: it outputs that message."""
+
+    def __init__(self, trigger: Any) -> None:
+        self.trigger = trigger
+        self.name = trigger.name
+        self.input_keys = (_TRIGGER_KEY,)
+
+    def compute(self, inputs: Any, *, context: Any = None) -> Any:
+        return inputs[_TRIGGER_KEY]
+
+    def __repr__(self) -> str:
+        return repr(self.trigger)

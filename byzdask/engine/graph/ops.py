@@ -110,7 +110,7 @@ def make_single_operator_graph(*, node_name: str, operator: Operator,
     >>> from byzdask.aggregators.average import Average
     >>> g = make_single_operator_graph(node_name="agg", operator=Average(), input_keys=("gradients",))
     >>> g.outputs, sorted(g.required_inputs)
-    (('agg',), ['gradients'])
+    (['agg'], ['gradients'])
     """
     if isinstance(input_keys, str):
         input_keys = (input_keys,)
@@ -132,7 +132,7 @@ def make_chain_graph(operators: Sequence[Operator], *, input_name: str = "gradie
     >>> from byzdask.aggregators.average import Average
     >>> g = make_chain_graph([CallableOp(lambda vectors: vectors[:2], name="first2"), Average()])
     >>> g.order, g.outputs
-    (('first2', 'average'), ('average',))
+    (('first2', 'average'), ['average'])
     """
     operators = list(operators)
     if not operators:

@@ -53,7 +53,7 @@ from byzdask.engine.graph.lowering import (
     task_key,
     to_task_arg,
 )
-from byzdask.engine.graph.message import MessageBox
+from byzdask.engine.graph.message import MessageBox, triggers_as_messages
 from byzdask.errors import ConfigurationError, InputError
 
 __all__ = ["MessageAwareNodeScheduler", "MessageSource", "NodeScheduler", "pool_loop", "run_coroutine_sync"]
@@ -115,7 +115,7 @@ class NodeScheduler:
         missing = sorted(self.graph.required_inputs - set(inputs))
         if missing:
             raise InputError(
-                f"missing graph input(s) {', '.join(map(repr, missing))}; the graph needs "
+                f"Missing graph inputs: {', '.join(map(repr, missing))}; the graph needs "
                 f"{sorted(self.graph.required_inputs)}, got {sorted(map(str, inputs))}"
             )
         values = {name: inputs[name] for name in self.graph.required_inputs}
@@ -465,7 +465,11 @@ class MessageAwareNodeScheduler(NodeScheduler):
     Node inputs made by :meth:`GraphInput.from_message` are filled from messages given to
     :meth:`deliver_message`. A run waits for one message of each type its graph reads (every
     source of that type reads the same message; ``field`` picks an entry of a mapping payload),
-    then runs the graph. Each message is consumed exactly once, in delivery order per type.
+    then runs the graph. A :class:`~byzdask.engine.graph.operator.MessageTriggerOp` node outputs
+    the next message of its type (the scheduler's ``graph`` is then the given graph with each such
+    node reading a message input). As in ByzPy, a delivered message wakes every waiter of its
+    type; with none waiting it is queued, and queued messages are taken once each, in delivery
+    order per type. (Channels between actors keep exactly-once delivery per consumer.)
 
     Examples
     --------
@@ -482,12 +486,13 @@ class MessageAwareNodeScheduler(NodeScheduler):
 
     def __init__(self, graph: ComputationGraph, *, pool: Any = None, metadata: Mapping[str, Any] | None = None,
                  fanout_min_bytes: int | None = None) -> None:
-        super().__init__(graph, pool=pool, metadata=metadata, fanout_min_bytes=fanout_min_bytes)
+        super().__init__(triggers_as_messages(graph), pool=pool, metadata=metadata,
+                         fanout_min_bytes=fanout_min_bytes)
         self.mailbox = MessageBox()
 
     def deliver_message(self, message_type: str, payload: Any) -> None:
-        """Deliver a message (from any thread); it wakes the first waiter of its type or is queued."""
-        self.mailbox.deliver(message_type, payload)
+        """Deliver a message (from any thread); it wakes every waiter of its type, or is queued."""
+        self.mailbox.deliver(message_type, payload, every_waiter=True)
 
     async def wait_for_message(self, message_type: str, *, timeout: float | None = None) -> Any:
         """Take the next message of ``message_type``, waiting up to ``timeout`` seconds.
