@@ -172,8 +172,10 @@ def _train_option(*decls: str, **kwargs):
 @_train_option("--momentum", type=float, help="worker momentum of the honest nodes")
 @_train_option("--batch-size", type=int)
 @_train_option("--weight-decay", type=float)
-@_train_option("--partition", type=click.Choice(["iid", "dirichlet"]))
+@_train_option("--partition", type=click.Choice(["iid", "dirichlet", "gamma", "extreme"]),
+               help="iid, dirichlet (--alpha), gamma-similarity (--gamma), extreme (sorted by label)")
 @_train_option("--alpha", type=float, help="Dirichlet concentration (non-IID)")
+@_train_option("--gamma", type=float, help="gamma partition: share of the data dealt IID (1 IID, 0 extreme)")
 @_train_option("--topology", help="p2p: complete, ring[:k], kregular:k, erdos-renyi:p, torus:RxC")
 @_train_option("--model", type=click.Choice(["logreg", "mlp", "cnn"]))
 @_train_option("--seed", type=int)

@@ -60,6 +60,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     partition: str = "iid"
     alpha: float = 0.5
+    gamma: float = 0.5
     topology: str = "complete"
     model: str = "logreg"
     seed: int = 0
@@ -185,7 +186,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
         aggregator.check_n(n)
     split = load_digits(seed=config.seed, image=config.model == "cnn")
     shards = partition_dataset(split.train, config.honest, kind=config.partition, alpha=config.alpha,
-                               seed=config.seed)
+                               gamma=config.gamma, seed=config.seed)
     model = build_model(config.model, input_shape=split.train.input_shape, num_classes=split.train.num_classes,
                         seed=config.seed)
     honest = make_honest_nodes(shards, model, batch_size=config.batch_size, momentum=config.momentum,
@@ -203,7 +204,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
             data = shards[j % config.honest] if attack.uses_model_batch else None
             byzantine.append(ByzantineNode(attack, model=copy.deepcopy(model) if data is not None else None, data=data,
                                            batch_size=config.batch_size, seed=seeds[j], node_id=config.honest + j))
-    return {"split": split, "honest": honest, "byzantine": byzantine, "aggregator": aggregator,
+    return {"split": split, "shards": shards, "honest": honest, "byzantine": byzantine, "aggregator": aggregator,
             "pre_aggregators": pre, "model": model}
 
 
@@ -273,6 +274,9 @@ def run_training(config: TrainConfig, *, progress: bool = True,
     echo = echo or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
     job = build_job(config)
+    from byzdask.data import skew_summary
+
+    echo(f"partition {config.partition}: {skew_summary(job['shards'])}")
     pool = make_pool(config.cluster, config.workers)
     dashboard = None
     try:

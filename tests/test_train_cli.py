@@ -83,3 +83,13 @@ def test_helpers():
     job = build_job(TrainConfig(attack="labelflip", honest=3, byzantine=2))
     assert all(node.data is not None and node.model is not None for node in job["byzantine"])
     assert build_job(TrainConfig(attack="none"))["byzantine"] == []
+
+
+def test_gamma_partition_prints_its_label_skew():
+    result = invoke("--cluster", "none", "--partition", "gamma", "--gamma", "0.0", "--rounds", "2",
+                    "--honest", "5", "--byzantine", "1", "--attack", "signflip")
+    assert result.exit_code == 0, result.output
+    skew = float(result.output.split("partition gamma: label skew ")[1].split()[0])
+    assert skew > 0.7
+    iid = invoke("--cluster", "none", "--partition", "iid", "--rounds", "1", "--honest", "5", "--byzantine", "1")
+    assert float(iid.output.split("partition iid: label skew ")[1].split()[0]) < 0.1

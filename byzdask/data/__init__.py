@@ -9,9 +9,12 @@ from byzdask.data.digits import load_digits
 from byzdask.data.partition import (
     PARTITIONS,
     dirichlet_partition,
+    extreme_partition,
+    gamma_partition,
     iid_partition,
     label_skew,
     partition_dataset,
+    skew_summary,
 )
 from byzdask.data.torchvision import TORCHVISION_DATASETS, load_torchvision
 
@@ -21,9 +24,12 @@ __all__ = [
     "Dataset",
     "TrainTest",
     "dirichlet_partition",
+    "extreme_partition",
+    "gamma_partition",
     "iid_partition",
     "label_skew",
     "load_digits",
     "load_torchvision",
     "partition_dataset",
+    "skew_summary",
 ]

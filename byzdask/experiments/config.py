@@ -10,7 +10,9 @@ A sweep config has two sections::
       f: [1, 3]
       partitions: [iid, {dirichlet: 0.1}]              # alpha coordinate: inf for iid
       seeds: [0, 1, 2]
-      momentum: [0.0, 0.9]             # optional dimensions: momentum, lr, batch_size
+      momentum: [0.0, 0.9]             # optional dimensions: momentum, lr, batch_size, gamma
+      gamma: [1.0, 0.5, 0.0]           # gamma-similarity partition (ByzFL's): 1 IID, 0 extreme;
+                                       # with it, partitions must be [iid] (the default)
     training:                          # the same for every run
       mode: ps                         # ps | p2p
       honest: 10                       # honest nodes; a run with f=3 has 10 + 3 nodes
@@ -54,7 +56,10 @@ __all__ = ["BASE_DIMS", "OPTIONAL_DIMS", "Component", "RunSpec", "SweepConfig", 
 BASE_DIMS = ("aggregator", "pre_aggregator", "attack", "f", "alpha")
 #: Training settings that may be given as a list in ``grid`` and then become a dimension
 #: (placed after ``alpha``, before ``seed``).
-OPTIONAL_DIMS = ("momentum", "lr", "batch_size")
+OPTIONAL_DIMS = ("momentum", "lr", "batch_size", "gamma")
+# Optional dimensions with no training default: a run's settings hold them only when given, so
+# the keys (hashes) of sweeps that do not use them stay what they were.
+_NO_DEFAULT = ("gamma",)
 
 _TRAINING_DEFAULTS: dict[str, Any] = {
     "mode": "ps", "honest": 10, "rounds": 50, "lr": 0.5, "momentum": 0.9, "batch_size": 32,
@@ -225,6 +230,11 @@ def _check_setting(key: str, value: Any, what: str) -> Any:
         return _check_number(value, what, positive=True)
     if key == "batch_size":
         return _check_int(value, what, 1)
+    if key == "gamma":
+        gamma = _check_number(value, what)
+        if gamma > 1.0:
+            raise ConfigurationError(f"{what} must lie in [0, 1] (1 = IID, 0 = sorted by label), got {value!r}")
+        return gamma
     raise AssertionError(key)
 
 
@@ -260,11 +270,16 @@ class RunSpec:
 
         s = self.settings
         alpha = s["alpha"]
+        if s.get("gamma") is not None:
+            partition = "gamma"
+        else:
+            partition = "iid" if math.isinf(alpha) else "dirichlet"
         return TrainConfig(
             mode=s["mode"], aggregator=s["aggregator"], pre_aggregators=tuple(s["pre_aggregators"]),
             attack=s["attack"], honest=s["honest"], byzantine=s["f"], f=s["f"], rounds=s["rounds"], lr=s["lr"],
             momentum=s["momentum"], batch_size=s["batch_size"], weight_decay=s["weight_decay"],
-            partition="iid" if math.isinf(alpha) else "dirichlet", alpha=0.5 if math.isinf(alpha) else alpha,
+            partition=partition, alpha=0.5 if math.isinf(alpha) else alpha,
+            gamma=0.5 if s.get("gamma") is None else s["gamma"],
             topology=s["topology"], model=s["model"], seed=s["seed"], cluster="none", eval_every=s["eval_every"],
             aggregator_kwargs=dict(s["aggregator_kwargs"]), attack_kwargs=dict(s["attack_kwargs"]),
         )
@@ -323,10 +338,10 @@ class SweepConfig:
         training_raw = raw.get("training") or {}
         if not isinstance(training_raw, Mapping):
             raise ConfigurationError(f"'training' must be a mapping, got {training_raw!r}")
-        unknown = sorted(set(training_raw) - set(_TRAINING_DEFAULTS))
+        unknown = sorted(set(training_raw) - set(_TRAINING_DEFAULTS) - set(_NO_DEFAULT))
         if unknown:
             raise ConfigurationError(
-                f"unknown training key(s) {unknown}; allowed: {', '.join(_TRAINING_DEFAULTS)}"
+                f"unknown training key(s) {unknown}; allowed: {', '.join([*_TRAINING_DEFAULTS, *_NO_DEFAULT])}"
             )
         training = {**_TRAINING_DEFAULTS, **training_raw}
 
@@ -357,7 +372,12 @@ class SweepConfig:
                 if key in training_raw:
                     raise ConfigurationError(f"{key} is given both in grid and in training; keep one")
                 extra[key] = [_check_setting(key, v, f"grid.{key} entry {v!r}") for v in _as_list(grid[key], key)]
-                training.pop(key)
+                training.pop(key, None)
+        if ("gamma" in extra or "gamma" in training) and any(not math.isinf(a) for a in alphas):
+            raise ConfigurationError(
+                "gamma (the gamma-similarity partition) and a Dirichlet entry in grid.partitions cannot be "
+                "combined; keep partitions: [iid] with gamma, or drop gamma"
+            )
         _unique([c.label for c in aggregators], "grid.aggregators")
         _unique([c.label for c in attacks], "grid.attacks")
         _unique([chain_label(c) for c in chains], "grid.pre_aggregators")
