@@ -15,14 +15,12 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from byzdask import config
 from byzdask.engine.actor import backends
@@ -242,9 +240,6 @@ class ActorPool:
         self._spawned: dict[Any, int] = {}
         self._runner: Any = None
         self._sync_client: Any = None
-        self._arena: Any = None
-        self._arrays: Any = None  # SharedArrays of shared_array(), made on first use
-        self._cross_memory: bool | None = None  # whether the workers read this process's memory (probed once)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -306,80 +301,6 @@ class ActorPool:
         if self._state == "running":
             return len(self._workers)
         return sum(cfg.count for cfg in self.configs)
-
-    @property
-    def shares_memory(self) -> bool:
-        """Whether every worker is a process that byzdask started on this machine (they can map its shared memory)."""
-        from byzdask.engine.shared import SharedArena
-
-        return (self._state == "running" and self._owns_cluster and all(c.kind == "process" for c in self.configs)
-                and SharedArena.available())
-
-    @property
-    def shared_arena(self) -> Any:
-        """The pool's :class:`~byzdask.engine.shared.SharedArena` (made on first use, removed at shutdown)."""
-        from byzdask.engine.shared import SharedArena
-
-        if not self.shares_memory:
-            raise RuntimeError("this pool's workers are not local processes started by byzdask: no shared memory")
-        if self._arena is None:
-            self._arena = SharedArena()
-        return self._arena
-
-    def shared_array(self, shape: int | Sequence[int], dtype: Any = "float32") -> Any:
-        """A zero-filled numpy array in shared memory that this pool's workers read in place.
-
-        Fill it (``x[i] = gradient``, or through ``torch.from_numpy(x)``) and give it, or a
-        C-contiguous slice of it, to a one-node aggregation graph: the fan-out then copies
-        nothing (a caller-held array is first copied into the pool's shared memory). Its file in
-        ``/dev/shm`` is removed when the array and all its views are garbage collected, or when
-        the pool shuts down.
-
-        Raises
-        ------
-        RuntimeError
-            The pool's workers are not local processes started by byzdask (:attr:`shares_memory`).
-        """
-        from byzdask.engine.shared import SharedArrays
-
-        if not self.shares_memory:
-            raise RuntimeError("this pool's workers are not local processes started by byzdask: no shared memory; "
-                               "use ActorPoolConfig('process', ...)")
-        if self._arrays is None:
-            self._arrays = SharedArrays()
-        return self._arrays.new(shape, dtype)
-
-    async def reads_caller_memory(self) -> bool:
-        """Whether every worker can read this process's memory directly (probed once, on first use).
-
-        They can when they are local processes (:attr:`shares_memory`) on Linux and may trace
-        this process (same user, and no Yama ``ptrace_scope`` of 1 or more): a fanned-out input
-        then goes from this process's pages to each worker by one ``process_vm_readv`` per
-        piece (:func:`byzdask.engine.shared.read_remote`), with no copy into shared memory.
-        """
-        if self._cross_memory is None:
-            self._cross_memory = self.shares_memory and await self._probe_cross_memory()
-        return self._cross_memory
-
-    async def _probe_cross_memory(self) -> bool:
-        from byzdask.engine.shared import probe_remote
-
-        token = np.frombuffer(os.urandom(16), dtype=np.uint8).copy()
-        try:
-            answers = await asyncio.wait_for(
-                self.client.run(probe_remote, os.getpid(), token.__array_interface__["data"][0], token.nbytes), 30)
-        except Exception as exc:  # noqa: BLE001 - no answer: the copying route stays
-            logger.debug("cross-memory probe failed: %r", exc)
-            return False
-        failed = {w: a for w, a in answers.items() if a != token.tobytes()}
-        if failed:
-            logger.info("workers cannot read the caller's memory (%s); fanned-out inputs are copied into "
-                        "shared memory", next(iter(failed.values())))
-        return bool(answers) and not failed
-
-    def locate_shared(self, value: Any) -> tuple[str, int] | None:
-        """``(file, offset)`` when ``value`` lies in an array of :meth:`shared_array`, else None."""
-        return None if self._arrays is None else self._arrays.locate(value)
 
     @property
     def scheduler_address(self) -> str:
@@ -582,12 +503,6 @@ class ActorPool:
             self._state = "closed"
 
     async def _release(self) -> None:
-        if self._arena is not None:
-            self._arena.close()
-            self._arena = None
-        if self._arrays is not None:
-            self._arrays.close()
-            self._arrays = None
         client, cluster = self._client, self._cluster
         self._client = None
         if client is not None and self._owns_client:
