@@ -170,6 +170,10 @@ class ActorPool:
         cluster; a config that attaches to an existing cluster must be the only one.
     start_timeout, shutdown_timeout : float or str, optional
         Defaults ``byzdask.pool.start-timeout`` / ``byzdask.pool.shutdown-timeout``.
+    security : distributed.security.Security or True, optional
+        TLS for every listener and connection of the pool (overrides the configs' ``security``);
+        ``True`` makes temporary self-signed certificates (needs ``cryptography``). The
+        protocol becomes ``tls`` and plain-TCP clients are refused.
 
     Attributes
     ----------
@@ -205,6 +209,7 @@ class ActorPool:
         *,
         start_timeout: Any = None,
         shutdown_timeout: Any = None,
+        security: Any = None,
     ) -> None:
         if isinstance(configs, ActorPoolConfig):
             configs = [configs]
@@ -223,7 +228,7 @@ class ActorPool:
         self._start_timeout = config.get_timeout("pool.start-timeout", start_timeout)
         self._shutdown_timeout = config.get_timeout("pool.shutdown-timeout", shutdown_timeout)
         self._host = next((c.host for c in self.configs if c.host), None) or config.get("pool.host")
-        self._security = self._resolve_security()
+        self._security = self._resolve_security(security)
         self._protocol = self._resolve_protocol()
         self._gpu_devices: list[str] = []
         gpu_count = sum(c.count for c in self.configs if c.kind == "gpu")
@@ -243,15 +248,20 @@ class ActorPool:
 
     # -- configuration -------------------------------------------------------------------------
 
-    def _resolve_security(self) -> Any:
-        given = [c.security for c in self.configs if c.security is not None]
+    def _resolve_security(self, security: Any = None) -> Any:
+        given = [security] if security not in (None, False) else [c.security for c in self.configs
+                                                                  if c.security not in (None, False)]
         if not given:
             return None
         security = given[0]
         if security is True:
-            from distributed.security import Security
+            try:
+                from distributed.security import Security
 
-            return Security.temporary()
+                return Security.temporary()
+            except ImportError as exc:
+                raise ConfigurationError("security=True makes temporary certificates with the 'cryptography' "
+                                         "package: pip install cryptography, or pass a Security object") from exc
         return security
 
     def _resolve_protocol(self) -> str | None:
