@@ -14,34 +14,21 @@ an actor method call, each on a thread pool (in-process workers) and on a proces
 Part "rules": CWMed, Krum and GM at n=32, float32, for each d:
 
 - ``direct``: ``rule.aggregate(x)`` in this process on the stacked (n, d) array;
-- ``fan-out``: ``NodeScheduler(graph, pool=2 process workers, fanout_min_bytes=0)``: the
-  caller holds the input; each worker reads its column blocks straight from the caller's
-  memory, a cache-sized piece at a time, and computes on each piece while it is in its cache
-  (``process_vm_readv``, :func:`byzdask.engine.shared.read_remote`) for CWMed; Krum and GM,
-  which read each block twice, take the route of the next column (so do all rules where the
-  workers may not read the caller's memory): for them the two columns show the run-to-run noise;
-- ``copied fan-out``: the same with ``byzdask.scheduler.cross-memory: false``: the input is
-  copied once into the pool's shared memory, column block by column block, and each worker
-  aggregates its blocks in place (:mod:`byzdask.engine.shared`; the time includes the copy);
-- ``shared fan-out``: the same, with the input built in the pool's shared memory
-  (:meth:`ActorPool.shared_array`, filled untimed, as a caller that assembles its gradients
-  there would): nothing is copied, the workers read their blocks where the input lies;
-- ``1 task``: the same scheduler without fan-out (the whole input goes to one worker);
-- ``resident 1 task`` / ``resident fan-out``: the input already lives on a worker as a future
+- ``fan-out``: ``NodeScheduler(graph, pool=2 process workers, fanout_min_bytes=0)`` on the
+  caller-held input: the *subtasks* route (each column block sent to one worker, the small
+  partials reduced here);
+- ``1 task``: the same scheduler without fan-out: the *task* route (the whole input goes to one worker);
+- ``resident 1 task`` / ``resident fan-out``: the input already lives on a worker as one future
   (put there untimed, as gradients computed on workers are), aggregated there by one task, or
-  fanned out: on this pool of local processes its worker writes it into the pool's shared
-  memory and every worker aggregates its blocks in place (elsewhere, subtasks made next to the
-  data, pieces spread over the workers, and a reduce);
+  by the *subtasks* route split next to the data (pieces spread over the workers, a reduce there);
 - ``spread blocks``: the n vectors live on the workers as n futures, spread over them (as a
-  parameter server's honest gradients); on this pool of local processes each worker writes the
-  vectors it holds into the pool's shared memory, one task each, and the blocks are aggregated
-  in place (elsewhere, :func:`byzdask.engine.blockwise.aggregate_blocks` moves column blocks
-  between the workers);
+  parameter server's honest gradients): the *blocks* route
+  (:func:`byzdask.engine.blockwise.aggregate_blocks` moves column blocks between the workers);
 - ``byzpy pool``: ByzPy 0.1.4's own NodeScheduler on its ActorPool (process backend, 2 workers),
   run in the peer venv (``--peer-python``) on the same inputs, when it is installed.
 
-Each time is the minimum over ``--repeat`` runs after one warm-up run; ``direct``, ``fan-out``,
-``copied fan-out``, ``shared fan-out`` and ``1 task`` take turns (one run of each, ``--repeat`` times, in a new
+Each time is the minimum over ``--repeat`` runs after one warm-up run; ``direct``, ``fan-out``
+and ``1 task`` take turns (one run of each, ``--repeat`` times, in a new
 seeded order each turn), and so do the two ``resident`` columns, so that neither a drift of the machine's speed
 nor the run before favours one of them. The crossover printed at
 the end is, per rule, the smallest d at which the fan-out beat the direct path.
@@ -183,7 +170,6 @@ async def rule_times(rules: list[str], sizes: list[int], repeat: int, workers: i
 
     results: dict = {}
     async with ActorPool([ActorPoolConfig("process", count=workers)]) as pool:
-        print(f"  workers read the caller's memory (fan-out column): {await pool.reads_caller_memory()}")
         for d in sizes:
             x = np.random.default_rng(d).standard_normal((N, d), dtype=np.float32)
             for name in rules:
@@ -196,8 +182,6 @@ async def rule_times(rules: list[str], sizes: list[int], repeat: int, workers: i
 
 
 async def _rule_row(pool, name: str, x: np.ndarray, repeat: int) -> dict:
-    import dask.config
-
     from byzdask.engine.graph.ops import make_single_operator_graph
     from byzdask.engine.graph.scheduler import NodeScheduler
 
@@ -205,25 +189,13 @@ async def _rule_row(pool, name: str, x: np.ndarray, repeat: int) -> dict:
     graph = make_single_operator_graph(node_name=name, operator=rule, input_keys=("gradients",))
     fan = NodeScheduler(graph, pool=pool, fanout_min_bytes=0)
     single = NodeScheduler(graph, pool=pool, fanout_min_bytes=2**62)
-    shared = {"gradients": pool.shared_array(x.shape, x.dtype)}
-    shared["gradients"][:] = x  # untimed: a caller that builds its input in the pool's shared memory
-
-    async def copied(given):
-        with dask.config.set({"byzdask.scheduler.cross-memory": False}):
-            return await fan.run(given)
-
     row = await best_interleaved({
         "direct": lambda: asyncio.to_thread(rule.aggregate, x),
         "fan-out": lambda: fan.run({"gradients": x}),
-        "copied fan-out": lambda: copied({"gradients": x}),
-        "shared fan-out": lambda: fan.run(shared),
         "1 task": lambda: single.run({"gradients": x}),
     }, repeat)
-    for run in (fan.run, copied):
-        for given in ({"gradients": x}, shared):
-            check = (await run(given))[name]
-            np.testing.assert_allclose(check, rule.aggregate(x), rtol=1e-3, atol=1e-4)
-    shared.clear()  # the shared array's file goes with it
+    check = (await fan.run({"gradients": x}))[name]
+    np.testing.assert_allclose(check, rule.aggregate(x), rtol=1e-3, atol=1e-4)
     on_worker = {"gradients": (await pool.client.scatter([x], hash=False, direct=True))[0]}
     row.update(await best_interleaved({"resident 1 task": lambda: single.run(on_worker),
                                        "resident fan-out": lambda: fan.run(on_worker)}, repeat))
@@ -308,8 +280,8 @@ def peer_times(python: str, rules: list[str], sizes: list[int], repeat: int, wor
 
 def report(results: dict, peer: dict, rules: list[str], sizes: list[int]) -> str:
     fmt = _common.format_ms
-    header = ["rule", "d", "MiB", "direct ms", "fan-out ms", "copied fan-out ms", "shared fan-out ms", "1 task ms", "resident 1 task ms",
-              "resident fan-out ms", "spread blocks ms", "byzpy pool ms", "fan-out / direct", "copied / direct", "shared / direct",
+    header = ["rule", "d", "MiB", "direct ms", "fan-out ms", "1 task ms", "resident 1 task ms",
+              "resident fan-out ms", "spread blocks ms", "byzpy pool ms", "fan-out / direct", "blocks / direct",
               "byzpy / fan-out"]
     rows = []
     for name in rules:
@@ -319,15 +291,14 @@ def report(results: dict, peer: dict, rules: list[str], sizes: list[int]) -> str
                 continue
             p = peer.get((name, d))
             rows.append([name, label(d), f"{N * d * 4 / 2**20:.0f}", fmt(1e3 * r["direct"]), fmt(1e3 * r["fan-out"]),
-                         fmt(1e3 * r["copied fan-out"]), fmt(1e3 * r["shared fan-out"]), fmt(1e3 * r["1 task"]), fmt(1e3 * r["resident 1 task"]),
+                         fmt(1e3 * r["1 task"]), fmt(1e3 * r["resident 1 task"]),
                          fmt(1e3 * r["resident fan-out"]), fmt(1e3 * r["spread blocks"]), fmt(1e3 * p) if p else "-",
-                         f"{r['fan-out'] / r['direct']:.2f}", f"{r['copied fan-out'] / r['direct']:.2f}",
-                         f"{r['shared fan-out'] / r['direct']:.2f}",
+                         f"{r['fan-out'] / r['direct']:.2f}", f"{r['spread blocks'] / r['direct']:.2f}",
                          f"{p / r['fan-out']:.2f}" if p else "-"])
     lines = [_common.format_table(header, rows, right=range(1, len(header)))]
     lines.append("")
     for name in rules:
-        for column in ("fan-out", "copied fan-out", "shared fan-out"):
+        for column in ("fan-out", "spread blocks"):
             wins = [d for d in sizes
                     if (name, d) in results and results[(name, d)][column] < results[(name, d)]["direct"]]
             if wins:

@@ -182,6 +182,7 @@ def _train_option(*decls: str, **kwargs):
 @_train_option("--cluster", none_as="none", help="local (worker processes), thread, none, tcp://host:port, or slurm/pbs/sge/lsf/...")
 @_train_option("--workers", type=int, help="workers of a cluster byzdask starts (not of a job queue)")
 @_train_option("--eval-every", type=int)
+@_train_option("--tls/--no-tls", help="TLS with temporary self-signed certificates on the cluster byzdask starts")
 @click.option("--aggregator-kwargs", callback=_json_object, help='JSON, e.g. \'{"f": 2}\'')
 @click.option("--attack-kwargs", callback=_json_object, help='JSON, e.g. \'{"sigma": 200}\'')
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),

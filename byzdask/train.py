@@ -67,6 +67,7 @@ class TrainConfig:
     cluster: str = "local"
     workers: int = 2
     eval_every: int = 5
+    tls: bool = False
     aggregator_kwargs: dict[str, Any] = field(default_factory=dict)
     attack_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -208,7 +209,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
             "pre_aggregators": pre, "model": model}
 
 
-def make_pool(cluster: str, workers: int, jobqueue: dict[str, Any] | None = None) -> Any:
+def make_pool(cluster: str, workers: int, jobqueue: dict[str, Any] | None = None, *, tls: bool = False) -> Any:
     """The :class:`~byzdask.engine.graph.pool.ActorPool` for ``--cluster`` (None for ``"none"``).
 
     For a batch system, :func:`byzdask.experiments.hpc.jobqueue_pool` builds the cluster from
@@ -217,12 +218,17 @@ def make_pool(cluster: str, workers: int, jobqueue: dict[str, Any] | None = None
     """
     from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
 
+    if tls and cluster not in ("local", "thread"):
+        raise ConfigurationError(f"--tls makes temporary certificates for a cluster byzdask starts (--cluster local or "
+                                 f"thread), got --cluster {cluster!r}; give an attached cluster's tls:// address and "
+                                 "its certificates through dask's distributed.comm.tls settings instead")
+    security = True if tls else None
     if cluster == "none":
         return None
     if cluster == "local":
-        return ActorPool(ActorPoolConfig("process", count=workers))
+        return ActorPool(ActorPoolConfig("process", count=workers), security=security)
     if cluster == "thread":
-        return ActorPool(ActorPoolConfig("thread", count=workers))
+        return ActorPool(ActorPoolConfig("thread", count=workers), security=security)
     if "://" in cluster:
         return ActorPool(ActorPoolConfig(cluster, count=workers))
     if cluster in _JOBQUEUE:
@@ -277,7 +283,7 @@ def run_training(config: TrainConfig, *, progress: bool = True,
     from byzdask.data import skew_summary
 
     echo(f"partition {config.partition}: {skew_summary(job['shards'])}")
-    pool = make_pool(config.cluster, config.workers)
+    pool = make_pool(config.cluster, config.workers, tls=config.tls)
     dashboard = None
     try:
         if pool is not None:

@@ -49,7 +49,7 @@ from byzdask.errors import ConfigurationError, InputError, NonFiniteError
 from byzdask.kernels.arrays import Batch, as_batch, finite_rows, get_cupy, restore_like
 from byzdask.kernels.gram import combine, gram_matrix
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "aggregate_blocks", "aggregate_blocks_async", "run_graph_blockwise"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "aggregate_blocks", "aggregate_blocks_async"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,80 +168,6 @@ async def aggregate_blocks_async(rule: Aggregator, data: Any, *, client: Any, co
                          "with a synchronous one, call aggregate_blocks(...)")
     steps = _steps(rule, data, compute=compute, block_columns=block_columns, allow_gather=allow_gather)
     return await _drive_async(steps, client, timeout)
-
-
-async def run_graph_blockwise(graph: Any, values: dict[str, Any], client: Any, *, min_bytes: int,
-                              timeout: float | None = 600.0) -> dict[str, Any] | None:
-    """Run a one-node aggregation graph with :func:`aggregate_blocks_async` when its input is on the cluster.
-
-    The hook of :class:`~byzdask.engine.graph.scheduler.NodeScheduler` on a pool: a graph of one
-    columnwise or gram :class:`~byzdask.aggregators.base.Aggregator` node whose input is a Dask
-    array, or a list of futures holding at least ``min_bytes`` bytes, is aggregated block by
-    block where the data lies; anything else returns None (the scheduler runs it as usual).
-    The node's affinity is not applied: the blocks' tasks run where the blocks are.
-
-    Returns
-    -------
-    dict or None
-        ``{node name: result}``, or None when the graph is not such a graph.
-
-    Examples
-    --------
-    >>> import asyncio, numpy as np, dask.array as da
-    >>> from distributed import Client, LocalCluster
-    >>> from byzdask.aggregators import CoordinateWiseMedian
-    >>> from byzdask.engine.graph.ops import make_single_operator_graph
-    >>> graph = make_single_operator_graph(node_name="agg", operator=CoordinateWiseMedian(), input_keys=("gradients",))
-    >>> async def main(x):
-    ...     async with LocalCluster(processes=False, n_workers=1, dashboard_address=None, asynchronous=True) as cluster, \\
-    ...             Client(cluster, asynchronous=True) as client:
-    ...         return await run_graph_blockwise(graph, {"gradients": da.from_array(x, chunks=(3, 1))}, client,
-    ...                                          min_bytes=0)
-    >>> asyncio.run(main(np.array([[1.0, 5.0], [2.0, -1.0], [100.0, 3.0]])))
-    {'agg': array([2., 3.])}
-    """
-    import dask.array as da
-    from distributed import Future
-
-    found = single_aggregation(graph, values)
-    if found is None:
-        return None
-    node, op, value = found
-    if isinstance(value, da.Array):
-        data = value
-    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Future) for v in value):
-        if await held_nbytes(client, list(value), timeout) < min_bytes:
-            return None
-        data = value
-    else:
-        return None
-    logger.debug("node %r runs block by block on the cluster", node.name)
-    return {node.name: await aggregate_blocks_async(op, data, client=client, timeout=timeout)}
-
-
-async def held_nbytes(client: Any, futures: list[Any], timeout: float | None) -> int:
-    """Bytes the cluster holds for ``futures`` (an asynchronous ``client``'s), once they are computed."""
-    from distributed import wait
-
-    with client.as_current():  # wait() runs on the default client: make it this asynchronous one
-        await wait(futures, timeout=timeout)
-    sizes = await client.nbytes(keys=[f.key for f in futures], summary=False)
-    return sum(sizes.values())
-
-
-def single_aggregation(graph: Any, values: dict[str, Any]) -> tuple[Any, Aggregator, Any] | None:
-    """``(node, rule, input value)`` when ``graph`` is one columnwise or gram aggregation node of one input, else None.
-
-    Such a graph can run block by block (here, or through shared memory: :mod:`byzdask.engine.shared`).
-    """
-    if len(graph) != 1:
-        return None
-    (node,) = graph.nodes_in_order()
-    op = node.op
-    if not isinstance(op, Aggregator) or op.kind not in ("columnwise", "gram") or len(node.inputs) != 1:
-        return None
-    (source,) = node.inputs.values()
-    return node, op, values.get(getattr(source, "name", None))
 
 
 # -- drivers: the same steps, run with a synchronous or an asynchronous client --------------------
@@ -493,10 +419,6 @@ def _combine_task(block: Any, extra: Any, ok: Any, weights: np.ndarray) -> Any:
     xp = _namespace(block)
     rows = block if ok is None else block[xp.asarray(np.flatnonzero(ok))]
     return combine(rows, xp.asarray(weights), extra, xp)
-
-
-def _item(value: Any, index: int) -> Any:
-    return value[index]
 
 
 # -- the steps --------------------------------------------------------------------------------------

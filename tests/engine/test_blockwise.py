@@ -278,25 +278,6 @@ async def test_async_variant_needs_an_async_client(client, rng):
         await aggregate_blocks_async(Krum(f=2), da.from_array(gradients(rng), chunks=(9, 10)), client=client)
 
 
-async def test_scheduler_hook_runs_one_aggregation_node_where_the_data_lies(cluster, rng):
-    from byzdask.engine.blockwise import run_graph_blockwise
-    from byzdask.engine.graph.ops import make_single_operator_graph
-
-    x = gradients(rng, n=7)
-    graph = make_single_operator_graph(node_name="agg", operator=Krum(f=2), input_keys=("gradients",))
-    async with Client(cluster.scheduler_address, asynchronous=True) as client:
-        out = await run_graph_blockwise(graph, {"gradients": da.from_array(x, chunks=(7, 15))}, client, min_bytes=0)
-        close(out["agg"], Krum(f=2).aggregate(x))
-        futures = await client.scatter(list(x), hash=False)
-        out = await run_graph_blockwise(graph, {"gradients": futures}, client, min_bytes=x.nbytes)
-        close(out["agg"], Krum(f=2).aggregate(x))
-        assert await run_graph_blockwise(graph, {"gradients": futures}, client, min_bytes=x.nbytes + 1) is None
-        assert await run_graph_blockwise(graph, {"gradients": list(x)}, client, min_bytes=0) is None
-        chain = make_single_operator_graph(node_name="agg", operator=RobustAggregator(Krum(f=2), ()),
-                                           input_keys=("gradients",))
-        assert await run_graph_blockwise(chain, {"gradients": futures}, client, min_bytes=0) is None
-
-
 async def test_node_scheduler_on_a_pool_aggregates_dask_arrays_and_futures_in_blocks(rng):
     from byzdask.engine.graph.ops import make_single_operator_graph
     from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig

@@ -269,7 +269,7 @@ async def test_pool_routes_by_capability_and_by_name():
                                                              input_keys=("x",)),
                                   pool=c.pool, fanout_min_bytes=0).run({"x": np.ones((6, 2))})
     assert out == {"on_gpu": "gpu-0", "on_cpu": "cpu-0", "by_name": "cpu-0"}
-    assert annotations["on_gpu"] == {"resources": {"gpu": 1}}
+    assert annotations["on_gpu"] == {"resources": {"gpu": 1}, "byzdask_route": "task"}
     assert annotations["by_name"]["retries"] == 2 and len(annotations["by_name"]["workers"]) == 1
     assert sub["s"] == (12.0, ["gpu-0"])
 

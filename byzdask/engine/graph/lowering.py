@@ -1,8 +1,8 @@
 """Lowering a :class:`ComputationGraph` to a Dask task graph.
 
-Each node becomes one task ``run_node(op, context, **inputs)``. A node whose operator supports
-subtasks, run on a pool, with inputs held by the caller (not futures, not other nodes' outputs)
-of at least ``fanout_min_bytes`` bytes, becomes one task per :class:`SubTask` plus one reduce task
+Each node becomes one task ``run_node(op, context, **inputs)``. A node that the planner
+(:mod:`byzdask.engine.graph.planner`) sends on the ``subtasks`` route with inputs held by the
+caller becomes one task per :class:`SubTask` plus one reduce task
 ``reduce_node(op, context, partials, **inputs)``. Graph inputs become ``DataNode`` tasks.
 
 The graph is written with the public ``dask.task_spec`` classes (about 2 us a task, against
@@ -17,10 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.task_spec import DataNode, List, Task, TaskRef
-from dask.utils import parse_bytes
 
 from byzdask.engine.graph.graph import (
     ComputationGraph,
@@ -29,6 +27,18 @@ from byzdask.engine.graph.graph import (
     MessageSource,
 )
 from byzdask.engine.graph.operator import OpContext, Operator
+from byzdask.engine.graph.planner import (
+    DEFAULT_FANOUT_MIN_BYTES,
+    DEFAULT_SCATTER_MIN_BYTES,
+    FANOUT_MIN_BYTES_KEY,
+    SCATTER_MIN_BYTES_KEY,
+    InputFacts,
+    Route,
+    blockable,
+    choose_route,
+    fanout_min_bytes,
+    scatter_min_bytes,
+)
 from byzdask.engine.graph.subtask import SubTask
 from byzdask.errors import CapabilityError, ConfigurationError
 
@@ -58,47 +68,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: dask.config key: smallest input (bytes) of a node that fans out on a pool.
-FANOUT_MIN_BYTES_KEY = "byzdask.scheduler.fanout-min-bytes"
-#: Default of :data:`FANOUT_MIN_BYTES_KEY`. Measured with ``benchmarks/engine.py`` (2 cores, 2 worker
-#: processes, n=32 float32): fanning CWMed, Krum or GM out from the caller through the pool's shared
-#: memory (:mod:`byzdask.engine.shared`) takes 0.98-1.24x the direct path at d=4M (512 MiB) and
-#: 0.81-0.90x at d=16M (2 GiB); over TCP (workers elsewhere) 1.4-2.9x up to 16M. So inputs of 1 GiB
-#: and more fan out by default; lower it where workers have cores of their own.
-DEFAULT_FANOUT_MIN_BYTES = 2**30
-#: dask.config key: arrays at least this large are scattered to workers instead of embedded in the graph.
-SCATTER_MIN_BYTES_KEY = "byzdask.scheduler.scatter-min-bytes"
-DEFAULT_SCATTER_MIN_BYTES = 2**20
-
 _CAPABILITY_TAGS = ("cpu", "gpu")
-
-
-def _config_bytes(key: str, default: int) -> int:
-    value = dask.config.get(key, default=default)
-    try:
-        out = parse_bytes(value) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"dask config {key!r} must be a number of bytes (e.g. 64 MiB), got {value!r}") from None
-    if out < 0:
-        raise ConfigurationError(f"dask config {key!r} must be >= 0, got {value!r}")
-    return out
-
-
-def fanout_min_bytes() -> int:
-    """The configured fan-out threshold in bytes (``byzdask.scheduler.fanout-min-bytes``).
-
-    Examples
-    --------
-    >>> with dask.config.set({"byzdask.scheduler.fanout-min-bytes": "1 MiB"}):
-    ...     fanout_min_bytes()
-    1048576
-    """
-    return _config_bytes(FANOUT_MIN_BYTES_KEY, DEFAULT_FANOUT_MIN_BYTES)
-
-
-def scatter_min_bytes() -> int:
-    """The configured scatter threshold in bytes (``byzdask.scheduler.scatter-min-bytes``)."""
-    return _config_bytes(SCATTER_MIN_BYTES_KEY, DEFAULT_SCATTER_MIN_BYTES)
 
 
 def nbytes_of(value: Any) -> int:
@@ -275,17 +245,19 @@ def run_piece(piece: tuple) -> Any:
 
 @dataclass
 class NodePlan:
-    """How one node runs: one task, or subtasks and a reduce."""
+    """How one node runs: its :class:`~byzdask.engine.graph.planner.Route`, and its subtasks when split here."""
 
     node: GraphNode
     context: OpContext
     placement: Placement
+    route: Route = field(default_factory=lambda: Route("local", "no pool: runs in this process"))
+    decided: bool = True  # False: it reads futures, and is routed again once they exist
     subtasks: list[SubTask] | None = None
     sub_placements: list[Placement] = field(default_factory=list)
 
     @property
     def fanned_out(self) -> bool:
-        """Whether the node runs as subtasks plus a reduce."""
+        """Whether the node runs as subtasks made here plus a reduce."""
         return self.subtasks is not None
 
 
@@ -308,10 +280,11 @@ def _message_key(source: MessageSource) -> str:
 
 def plan_nodes(graph: ComputationGraph, values: Mapping[str, Any], *, pool: Any, metadata: Mapping[str, Any],
                min_bytes: int) -> dict[str, NodePlan]:
-    """Decide for each node whether it fans out, and where each of its tasks may run.
+    """Decide each node's route (:func:`~byzdask.engine.graph.planner.choose_route`) and where its tasks may run.
 
     ``values`` holds the graph inputs and the messages (under their source keys). Every
-    placement is checked against the pool here, before anything is submitted.
+    placement is checked against the pool here, before anything is submitted. A node that
+    reads futures is planned again when they exist (their sizes and holders are known then).
     """
     plans = {}
     for node in graph.nodes_in_order():
@@ -323,18 +296,26 @@ def plan_nodes(graph: ComputationGraph, values: Mapping[str, Any], *, pool: Any,
         placement = resolve_placement(pool, getattr(op, "affinity", None), getattr(op, "max_retries", 0),
                                       what=f"node {node.name!r}")
         plan = NodePlan(node=node, context=context, placement=placement)
-        if pool is not None and op.supports_subtasks:
-            local = _node_input_values(node, values)
-            if local is not None and not contains_future(local) and nbytes_of(local) >= min_bytes:
-                subtasks = list(op.create_subtasks(local, context=context))
-                if subtasks:
-                    plan.subtasks = subtasks
-                    plan.sub_placements = [
-                        resolve_placement(pool, st.affinity, st.max_retries,
-                                          what=f"subtask {st.name or i!r} of node {node.name!r}")
-                        for i, st in enumerate(subtasks)
-                    ]
-                    logger.debug("node %r fans out into %d subtasks", node.name, len(subtasks))
+        local = _node_input_values(node, values)
+        if local is None:  # reads other nodes' outputs: futures on a pool, decided when they exist
+            facts = InputFacts(known=False)
+        else:
+            vectors = blockable(op, local)
+            facts = InputFacts(caller_bytes=nbytes_of(local), known=vectors == "dask" or not contains_future(local),
+                               vectors=vectors)
+        plan.route = choose_route(node.name, op, facts, pool=pool, min_bytes=min_bytes)
+        plan.decided = facts.known
+        if plan.route.name == "subtasks" and not contains_future(local):
+            subtasks = list(op.create_subtasks(local, context=context))
+            if subtasks:
+                plan.subtasks = subtasks
+                plan.sub_placements = [
+                    resolve_placement(pool, st.affinity, st.max_retries,
+                                      what=f"subtask {st.name or i!r} of node {node.name!r}")
+                    for i, st in enumerate(subtasks)
+                ]
+            else:
+                plan.route = Route("task", "the operator made no subtasks")
         plans[node.name] = plan
     return plans
 

@@ -15,14 +15,12 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from byzdask import config
 from byzdask.engine.actor import backends
@@ -172,6 +170,10 @@ class ActorPool:
         cluster; a config that attaches to an existing cluster must be the only one.
     start_timeout, shutdown_timeout : float or str, optional
         Defaults ``byzdask.pool.start-timeout`` / ``byzdask.pool.shutdown-timeout``.
+    security : distributed.security.Security or True, optional
+        TLS for every listener and connection of the pool (overrides the configs' ``security``);
+        ``True`` makes temporary self-signed certificates (needs ``cryptography``). The
+        protocol becomes ``tls`` and plain-TCP clients are refused.
 
     Attributes
     ----------
@@ -207,6 +209,7 @@ class ActorPool:
         *,
         start_timeout: Any = None,
         shutdown_timeout: Any = None,
+        security: Any = None,
     ) -> None:
         if isinstance(configs, ActorPoolConfig):
             configs = [configs]
@@ -225,7 +228,7 @@ class ActorPool:
         self._start_timeout = config.get_timeout("pool.start-timeout", start_timeout)
         self._shutdown_timeout = config.get_timeout("pool.shutdown-timeout", shutdown_timeout)
         self._host = next((c.host for c in self.configs if c.host), None) or config.get("pool.host")
-        self._security = self._resolve_security()
+        self._security = self._resolve_security(security)
         self._protocol = self._resolve_protocol()
         self._gpu_devices: list[str] = []
         gpu_count = sum(c.count for c in self.configs if c.kind == "gpu")
@@ -242,21 +245,23 @@ class ActorPool:
         self._spawned: dict[Any, int] = {}
         self._runner: Any = None
         self._sync_client: Any = None
-        self._arena: Any = None
-        self._arrays: Any = None  # SharedArrays of shared_array(), made on first use
-        self._cross_memory: bool | None = None  # whether the workers read this process's memory (probed once)
 
     # -- configuration -------------------------------------------------------------------------
 
-    def _resolve_security(self) -> Any:
-        given = [c.security for c in self.configs if c.security is not None]
+    def _resolve_security(self, security: Any = None) -> Any:
+        given = [security] if security not in (None, False) else [c.security for c in self.configs
+                                                                  if c.security not in (None, False)]
         if not given:
             return None
         security = given[0]
         if security is True:
-            from distributed.security import Security
+            try:
+                from distributed.security import Security
 
-            return Security.temporary()
+                return Security.temporary()
+            except ImportError as exc:
+                raise ConfigurationError("security=True makes temporary certificates with the 'cryptography' "
+                                         "package: pip install cryptography, or pass a Security object") from exc
         return security
 
     def _resolve_protocol(self) -> str | None:
@@ -306,80 +311,6 @@ class ActorPool:
         if self._state == "running":
             return len(self._workers)
         return sum(cfg.count for cfg in self.configs)
-
-    @property
-    def shares_memory(self) -> bool:
-        """Whether every worker is a process that byzdask started on this machine (they can map its shared memory)."""
-        from byzdask.engine.shared import SharedArena
-
-        return (self._state == "running" and self._owns_cluster and all(c.kind == "process" for c in self.configs)
-                and SharedArena.available())
-
-    @property
-    def shared_arena(self) -> Any:
-        """The pool's :class:`~byzdask.engine.shared.SharedArena` (made on first use, removed at shutdown)."""
-        from byzdask.engine.shared import SharedArena
-
-        if not self.shares_memory:
-            raise RuntimeError("this pool's workers are not local processes started by byzdask: no shared memory")
-        if self._arena is None:
-            self._arena = SharedArena()
-        return self._arena
-
-    def shared_array(self, shape: int | Sequence[int], dtype: Any = "float32") -> Any:
-        """A zero-filled numpy array in shared memory that this pool's workers read in place.
-
-        Fill it (``x[i] = gradient``, or through ``torch.from_numpy(x)``) and give it, or a
-        C-contiguous slice of it, to a one-node aggregation graph: the fan-out then copies
-        nothing (a caller-held array is first copied into the pool's shared memory). Its file in
-        ``/dev/shm`` is removed when the array and all its views are garbage collected, or when
-        the pool shuts down.
-
-        Raises
-        ------
-        RuntimeError
-            The pool's workers are not local processes started by byzdask (:attr:`shares_memory`).
-        """
-        from byzdask.engine.shared import SharedArrays
-
-        if not self.shares_memory:
-            raise RuntimeError("this pool's workers are not local processes started by byzdask: no shared memory; "
-                               "use ActorPoolConfig('process', ...)")
-        if self._arrays is None:
-            self._arrays = SharedArrays()
-        return self._arrays.new(shape, dtype)
-
-    async def reads_caller_memory(self) -> bool:
-        """Whether every worker can read this process's memory directly (probed once, on first use).
-
-        They can when they are local processes (:attr:`shares_memory`) on Linux and may trace
-        this process (same user, and no Yama ``ptrace_scope`` of 1 or more): a fanned-out input
-        then goes from this process's pages to each worker by one ``process_vm_readv`` per
-        piece (:func:`byzdask.engine.shared.read_remote`), with no copy into shared memory.
-        """
-        if self._cross_memory is None:
-            self._cross_memory = self.shares_memory and await self._probe_cross_memory()
-        return self._cross_memory
-
-    async def _probe_cross_memory(self) -> bool:
-        from byzdask.engine.shared import probe_remote
-
-        token = np.frombuffer(os.urandom(16), dtype=np.uint8).copy()
-        try:
-            answers = await asyncio.wait_for(
-                self.client.run(probe_remote, os.getpid(), token.__array_interface__["data"][0], token.nbytes), 30)
-        except Exception as exc:  # noqa: BLE001 - no answer: the copying route stays
-            logger.debug("cross-memory probe failed: %r", exc)
-            return False
-        failed = {w: a for w, a in answers.items() if a != token.tobytes()}
-        if failed:
-            logger.info("workers cannot read the caller's memory (%s); fanned-out inputs are copied into "
-                        "shared memory", next(iter(failed.values())))
-        return bool(answers) and not failed
-
-    def locate_shared(self, value: Any) -> tuple[str, int] | None:
-        """``(file, offset)`` when ``value`` lies in an array of :meth:`shared_array`, else None."""
-        return None if self._arrays is None else self._arrays.locate(value)
 
     @property
     def scheduler_address(self) -> str:
@@ -582,12 +513,6 @@ class ActorPool:
             self._state = "closed"
 
     async def _release(self) -> None:
-        if self._arena is not None:
-            self._arena.close()
-            self._arena = None
-        if self._arrays is not None:
-            self._arrays.close()
-            self._arrays = None
         client, cluster = self._client, self._cluster
         self._client = None
         if client is not None and self._owns_client:
