@@ -100,18 +100,18 @@ def _call_kwargs(cls: type, known: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _attack_known(n: int, f: int, seed: int, node: int) -> dict[str, Any]:
+def _attack_known(n: int, f: int, seed: int, node: int, defence: Any = None) -> dict[str, Any]:
     return {"f": f, "N": n, "n": n, "seed": seed + 1000 + node, "mu": 0.0, "sigma": 1.0,
-            "num_classes": LABELFLIP_CLASSES}
+            "num_classes": LABELFLIP_CLASSES, "aggregator": defence, "pre_aggregators": ()}
 
 
 def _gradient_scenario(name: str, cls: type, honest: np.ndarray, f: int, seed: int,
-                       draw_honest: Callable[[], np.ndarray]) -> Scenario:
+                       draw_honest: Callable[[], np.ndarray], defence: Any = None) -> Scenario:
     n = honest.shape[0] + f
     honest_list = list(honest)
     rows = []
     for node in range(f):
-        attack = cls(**_call_kwargs(cls, _attack_known(n, f, seed, node)))
+        attack = cls(**_call_kwargs(cls, _attack_known(n, f, seed, node, defence)))
         kwargs: dict[str, Any] = {}
         if attack.uses_honest_grads:
             kwargs["honest_grads"] = honest_list
@@ -157,11 +157,13 @@ def _labelflip_scenario(name: str, cls: type, n_honest: int, f: int, seed: int) 
 
 
 def build_scenarios(*, n_honest: int, n_byzantine: int, dim: int, seed: int,
-                    attacks: list[str] | None = None) -> list[Scenario]:
+                    attacks: list[str] | None = None, defence: Any = None) -> list[Scenario]:
     """The honest and Byzantine vectors of every attack (a scenario without vectors says why).
 
     ``attacks`` defaults to the baseline ``"none"`` (Byzantine nodes send honest vectors) and
-    every registered attack.
+    every registered attack. Attacks that read the defence (``uses_defence``) search against
+    ``defence`` (default: :class:`~byzdask.aggregators.Average`); :func:`demo_rows` rebuilds
+    their vectors against each rule.
 
     Examples
     --------
@@ -191,7 +193,11 @@ def build_scenarios(*, n_honest: int, n_byzantine: int, dim: int, seed: int,
             if getattr(cls, "uses_model_batch", False):
                 scenarios.append(_labelflip_scenario(name, cls, n_honest, n_byzantine, seed))
             else:
-                scenarios.append(_gradient_scenario(name, cls, honest, n_byzantine, seed, draw_honest))
+                if getattr(cls, "uses_defence", False) and defence is None:
+                    from byzdask.aggregators import Average
+
+                    defence = Average()
+                scenarios.append(_gradient_scenario(name, cls, honest, n_byzantine, seed, draw_honest, defence))
         except (ConfigurationError, ValueError, TypeError) as exc:
             logger.warning("attack %s skipped: %s", name, exc)
             scenarios.append(Scenario(name, honest, None, f"skipped: {exc}"))
@@ -238,8 +244,23 @@ def demo_rows(*, n_honest: int, n_byzantine: int, dim: int, seed: int = 0,
             if sc.byzantine is None:
                 rows.append(DemoRow(rule, sc.attack, math.nan, math.nan, sc.note))
                 continue
+            if sc.attack != NO_ATTACK and getattr(registry.resolve("attack", sc.attack), "uses_defence", False):
+                sc = _against(rule, sc, n_honest=n_honest, n_byzantine=n_byzantine, dim=dim, seed=seed)
+                if sc.byzantine is None:
+                    rows.append(DemoRow(rule, sc.attack, math.nan, math.nan, sc.note))
+                    continue
             rows.append(_run_rule(rule, sc, n, n_byzantine, warmed))
     return rows, notes
+
+
+def _against(rule: str, sc: Scenario, *, n_honest: int, n_byzantine: int, dim: int, seed: int) -> Scenario:
+    """The scenario of an attack that reads the defence, rebuilt against ``rule``."""
+    try:
+        defence = _rule_factory(rule, n_honest + n_byzantine, n_byzantine, sc.spread)()
+        return build_scenarios(n_honest=n_honest, n_byzantine=n_byzantine, dim=dim, seed=seed, attacks=[sc.attack],
+                               defence=defence)[0]
+    except (ImportError, ConfigurationError, ValueError, TypeError) as exc:
+        return Scenario(sc.attack, sc.honest, None, f"skipped: {exc}")
 
 
 def _run_rule(rule: str, sc: Scenario, n: int, f: int, warmed: set[str]) -> DemoRow:
