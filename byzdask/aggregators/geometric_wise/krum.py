@@ -94,8 +94,8 @@ class MultiKrum(Aggregator):
     def check_n(self, n: int) -> None:
         if n < self.min_n(self.f):  # also for f = 0: Krum scores need n - f - 1 >= 2 neighbours
             raise ToleranceError(
-                f"{type(self).__name__} needs n >= 2f + 3 = {self.min_n(self.f)} for f={self.f}; got n={n} "
-                + (f"(with n={n} it tolerates at most f={self.max_f(n)})" if n >= 3 else "(no f at all below n=3)")
+                f"{type(self).__name__} needs n >= {self.min_n(self.f)} for f={self.f}; got n={n} "
+                + (f"(with n={n} it tolerates at most f={self.max_f(n)})" if n >= 3 else "(n >= 2f + 3 even for f=0)")
             )
         if self.q is not None and self.q > n - self.f:
             raise ToleranceError(
