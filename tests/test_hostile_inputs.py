@@ -151,3 +151,10 @@ def test_training_under_huge_gaussian_noise(aggregator, pre):
     attacked = run_training(TrainConfig(attack="gaussian", attack_kwargs={"sigma": 1e20}, **common),
                             progress=False)["final_accuracy"]
     assert attacked >= clean - 0.05, (aggregator, pre, clean, attacked)
+
+
+def test_unreachable_scheduler_is_named():
+    """`--cluster tcp://127.0.0.1:1` gave a traceback after 30 s."""
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(ConfigurationError, match="cannot reach the cluster 'tcp://127.0.0.1:1'"):
+            run_training(TrainConfig(cluster="tcp://127.0.0.1:1", rounds=1), progress=False)
