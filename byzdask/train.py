@@ -287,7 +287,10 @@ def run_training(config: TrainConfig, *, progress: bool = True,
     dashboard = None
     try:
         if pool is not None:
-            pool.start_sync()
+            try:
+                pool.start_sync()
+            except OSError as exc:  # distributed's connect timeout (distributed.comm.timeouts.connect)
+                raise ConfigurationError(f"cannot reach the cluster {config.cluster!r}: {exc}") from exc
             dashboard = pool.dashboard_link
             echo(f"cluster: {pool.size} workers ({config.cluster}); dashboard: {dashboard or 'not served'}")
         trainer = make_trainer(config, job, pool)

@@ -501,11 +501,16 @@ def _settle(rule: Aggregator, masks: list[np.ndarray], n: int,
     return common, (common if common is not None else np.ones(n, dtype=bool))
 
 
-def _decide(rule: Aggregator, total: np.ndarray, n: int, common: np.ndarray | None) -> np.ndarray:
-    """A gram rule's float64 weights from the summed Gram partials of the rows kept (``common``)."""
+def _decide(rule: Aggregator, total: np.ndarray, n: int, common: np.ndarray | None,
+            dtype: Any = np.float64) -> np.ndarray:
+    """A gram rule's float64 weights from the summed Gram partials of the rows kept (``common``);
+    ties within the round-off of ``dtype`` (the dtype the partials' products were computed in)."""
+    from byzdask.kernels.selection import ties_for
+
     m = n if common is None else int(common.sum())
     f = None if rule.f is None else rule.f - (n - m)
-    return np.asarray(_host(rule.gram_weights(total, m, f, np)), dtype=np.float64)
+    with ties_for(dtype):
+        return np.asarray(_host(rule.gram_weights(total, m, f, np)), dtype=np.float64)
 
 
 def _assemble(futures: list[Any], columns: tuple[int, ...], dtype: np.dtype) -> Any:
@@ -591,7 +596,7 @@ def _gram(rule: Aggregator, mat: _Matrix, blocks: list[Any], allowed: int, compu
         common, ok = _settle(rule, values[:nb], mat.n, anchor)
         if attempt or ok is None:
             break
-    weights = _decide(rule, total, mat.n, common)
+    weights = _decide(rule, total, mat.n, common, mat.x.dtype)
     pieces = [dask.delayed(_combine_task, pure=False)(b, extra, common, weights)
               for b, extra in zip(blocks, futures[nb + 1:])]
     futures = yield "compute", pieces

@@ -104,13 +104,16 @@ def gram_is_sound(gram: Any, dtype: Any, xp: Any = np) -> bool:
     """
     if not gram.size:
         return True
-    diag = xp.diagonal(gram)
-    top = float(xp.max(xp.abs(gram)))
+    if not isinstance(gram, np.ndarray) and hasattr(gram, "get"):
+        gram = gram.get()  # one copy of the small matrix: a single host round trip
+    gram = np.asarray(gram)
+    diag = np.diagonal(gram)
+    top = float(np.max(np.abs(gram)))
     if not np.isfinite(top) or top > gram_limit(gram.shape[0]):
         return False
     if np.dtype(dtype).itemsize < 8 and top < _FLOAT32_UNDERFLOW:
         return False
-    return float(diag.max()) * float(np.finfo(dtype).eps) <= float(xp.median(diag))
+    return float(diag.max()) * float(np.finfo(dtype).eps) <= float(np.median(diag))
 
 
 def safe_gram(matrix: Any, extra: Any | None = None, xp: Any = np) -> Any:

@@ -225,6 +225,22 @@ def mean_weights(size: int, rows: Any) -> np.ndarray:
     return w
 
 
+@contextmanager
+def _deep_enough(n: int) -> Iterator[None]:
+    """Room for the depth-first searches below: one Python frame per row (n >= 1000 included).
+
+    Python 3.11+ calls between Python functions use no C stack, so a higher limit is safe.
+    """
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 4 * int(n) + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 # -- bitset helpers ------------------------------------------------------------------------
 def _masks(conflict: np.ndarray) -> list[int]:
     """Rows of a boolean (n, n) matrix as Python int bitsets (bit j set when conflict[i, j])."""
@@ -263,9 +279,12 @@ def _bits(mask: int) -> list[int]:
 
 
 def _greedy_start(dist: np.ndarray, size: int, value: Callable[[tuple], float]) -> tuple[float, tuple]:
-    """Upper bound: the best of the n sets {i and its size - 1 nearest rows}."""
+    """Upper bound: the best of the sets {i and its size - 1 nearest rows}, i among the first 64 rows.
+
+    (Any subset bounds the search; 64 starts keep this O(64 n^2) at n in the thousands.)
+    """
     best_val, best_set = np.inf, tuple(range(size))
-    for i in range(dist.shape[0]):
+    for i in range(min(dist.shape[0], 64)):
         subset = tuple(sorted(np.argsort(dist[i], kind="stable")[:size].tolist()))
         if i not in subset:  # a duplicate row at distance 0 came first; keep i itself
             subset = tuple(sorted((*subset[:-1], i)))
@@ -332,8 +351,9 @@ def min_diameter_subset(dist: np.ndarray, size: int, *, tol: float = 0.0) -> tup
         return float(dist[np.ix_(idx, idx)].max())
 
     upper, _ = _greedy_start(dist, size, diameter)
-    best = _smallest_diameter(dist, drops, upper)
-    subset = _first_within(dist, size, best + tol)
+    with _deep_enough(n):
+        best = _smallest_diameter(dist, drops, upper)
+        subset = _first_within(dist, size, best + tol)
     return subset, diameter(subset)
 
 
@@ -665,4 +685,5 @@ def min_top_eigenvalue_subset(gram: np.ndarray, size: int, *, tol: float = 0.0,
     if size == n:
         return tuple(range(n)), float(_centred_eigh(gram, list(range(n)))[0][0])
     search = _drop_search if n - size <= size else _keep_search
-    return search(gram, size, tol=tol, rtol=rtol)
+    with _deep_enough(n):
+        return search(gram, size, tol=tol, rtol=rtol)

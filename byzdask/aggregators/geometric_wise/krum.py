@@ -87,8 +87,16 @@ class MultiKrum(Aggregator):
         """n >= 2f + 3."""
         return max(0, (int(n) - 3) // 2)
 
+    def min_n(self, f: int) -> int:
+        """2f + 3."""
+        return 2 * int(f) + 3
+
     def check_n(self, n: int) -> None:
-        super().check_n(n)
+        if n < self.min_n(self.f):  # also for f = 0: Krum scores need n - f - 1 >= 2 neighbours
+            raise ToleranceError(
+                f"{type(self).__name__} needs n >= {self.min_n(self.f)} for f={self.f}; got n={n} "
+                + (f"(with n={n} it tolerates at most f={self.max_f(n)})" if n >= 3 else "(n >= 2f + 3 even for f=0)")
+            )
         if self.q is not None and self.q > n - self.f:
             raise ToleranceError(
                 f"{type(self).__name__} averages q={self.q} vectors but only n - f = {n - self.f} may be "

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
+from byzdask import config
 from byzdask.aggregators.base import Aggregator, check_f
+from byzdask.errors import ConfigurationError
 from byzdask.kernels.selection import (
     host_distances,
     mean_weights,
@@ -40,7 +44,9 @@ class SMEA(Aggregator):
 
     Notes
     -----
-    Preconditions: n > 2f (:meth:`max_f` is (n - 1) // 2). Vectors holding NaN or Inf (at most f)
+    Preconditions: n > 2f (:meth:`max_f` is (n - 1) // 2), and at most
+    ``byzdask.kernels.smea-max-subsets`` (dask.config, default 2,000,000) candidate subsets
+    C(n, f), else :class:`~byzdask.errors.ConfigurationError` before any work. Vectors holding NaN or Inf (at most f)
     are dropped first, n and f lowered together.
 
     Exact (not the randomized power step of some implementations): a branch-and-bound search over
@@ -72,6 +78,18 @@ class SMEA(Aggregator):
     def __init__(self, f: int) -> None:
         self.f = check_f(f)
         self._repr_params = {"f": self.f}
+
+    def check_n(self, n: int) -> None:
+        """n > 2f, and at most ``byzdask.kernels.smea-max-subsets`` candidate subsets C(n, f)."""
+        super().check_n(n)
+        budget = int(config.get("kernels.smea-max-subsets"))
+        count = math.comb(int(n), self.f)
+        if count > budget:
+            raise ConfigurationError(
+                f"SMEA with n={n}, f={self.f} searches among C({n}, {self.f}) = {count:.3g} subsets, more than "
+                f"byzdask.kernels.smea-max-subsets = {budget}; lower f, use MDA or NNM + a coordinate-wise rule, "
+                "or raise the budget with dask.config.set({'byzdask.kernels.smea-max-subsets': ...})"
+            )
 
     def gram_weights(self, gram: Any, m: int, f: int | None, xp: Any) -> Any:
         gram = normalised(gram)  # the same subset, and no entry near float64's limits for LAPACK
