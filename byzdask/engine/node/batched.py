@@ -311,24 +311,27 @@ def evaluate_params(model: nn.Module, params: torch.Tensor, x: torch.Tensor, y: 
     named = [(n, tuple(p.shape), p.numel()) for n, p in model.named_parameters()]
     params = torch.as_tensor(params, dtype=torch.float32)
 
-    def one(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def one(flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = flat.split([s for _, _, s in named])
-        logits = functional_call(model, {n: p.reshape(shape) for (n, shape, _), p in zip(named, parts)}, (x,))
+        logits = functional_call(model, {n: p.reshape(shape) for (n, shape, _), p in zip(named, parts)}, (xb,))
         finite = torch.isfinite(logits).all(dim=1)
-        correct = ((logits.argmax(dim=1) == y) & finite).to(torch.float64).mean()
-        return correct, loss_fn(logits, y)
+        correct = ((logits.argmax(dim=1) == yb) & finite).to(torch.float64).sum()
+        return correct, loss_fn(logits, yb).double() * xb.shape[0]
 
+    fn = one if params.ndim == 1 else vmap(one, in_dims=(0, None, None))
+    chunk = max(1, 4096 // (1 if params.ndim == 1 else params.shape[0]))  # bounds the activations held
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            if params.ndim == 1:
-                acc, loss = one(params)
-                return float(acc), float(loss)
-            acc, loss = vmap(one)(params)
-            return acc.numpy(), loss.double().numpy()
+            sums = [fn(params, x[i:i + chunk], y[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
     finally:
         model.train(was)
+    acc = sum(c for c, _ in sums) / x.shape[0]
+    loss = sum(v for _, v in sums) / x.shape[0]
+    if params.ndim == 1:
+        return float(acc), float(loss)
+    return acc.numpy(), loss.numpy()
 
 
 def _shared_key(node: Any) -> Any:

@@ -22,13 +22,11 @@ from torch import nn
 
 from byzdask.aggregators.base import Aggregator
 from byzdask.data.dataset import Dataset
-from byzdask.engine.node.base import evaluate_model
 from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params, stack_vectors
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
 from byzdask.engine.peer_to_peer.topology import Topology
 from byzdask.errors import ConfigurationError, InputError
-from byzdask.models.vectors import set_flat_params
 from byzdask.pre_aggregators.base import PreAggregator
 
 __all__ = [

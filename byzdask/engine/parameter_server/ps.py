@@ -11,8 +11,11 @@ Each round on a pool:
   pre-aggregators and the rule in one task that reads every vector in node order;
 * the aggregate (one vector) comes back; the server steps and evaluates here.
 
-Without a pool the same step functions run in this process. Either way a round equals one
-round of :class:`~byzdask.engine.node.training.InProcessParameterServer`.
+Without a pool the same step functions run in this process, called directly (no thread hop).
+Either way a round equals one round of
+:class:`~byzdask.engine.node.training.InProcessParameterServer`. Same-architecture honest nodes
+(in-process, and inside each worker group's task) compute their vectors in one batched call
+(:mod:`byzdask.engine.node.batched`); subclassed nodes keep the per-node path.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from byzdask.engine.graph.graph import ComputationGraph, GraphNode, graph_input
 from byzdask.engine.graph.lowering import nbytes_of, scatter_min_bytes
 from byzdask.engine.graph.ops import CallableOp
 from byzdask.engine.graph.scheduler import NodeScheduler, pool_loop, run_coroutine_sync
-from byzdask.engine.node.base import evaluate_model
 from byzdask.engine.node.batched import batched_nodes, byzantine_vectors, evaluate_params, stack_vectors
 from byzdask.engine.node.byzantine import ByzantineNode
 from byzdask.engine.node.honest import HonestNode
@@ -45,7 +47,6 @@ from byzdask.engine.node.training import (
 )
 from byzdask.engine.progress import round_progress
 from byzdask.errors import ConfigurationError
-from byzdask.models.vectors import set_flat_params
 from byzdask.pre_aggregators.base import PreAggregator
 
 __all__ = ["ParameterServer", "byzantine_step", "honest_step"]
