@@ -61,6 +61,8 @@ INTERNAL_IMPORTS = (
     # its shared-memory store: the tests call cleanup_tensor on a private handle after create_subtasks
     (r"^from byzpy\.engine\.storage\.shared_store import cleanup_tensor$",
      "def cleanup_tensor(handle):  # stub: ByzPy's shared-memory store is internal\n    pass"),
+    # ... and read its private handle attribute, which byzdask's operators do not have
+    (r"= (\w+)\._active_handle\b", r'= getattr(\1, "_active_handle", None)'),
 )
 
 #: Tests of ByzPy's internals, left out: node id -> why.
