@@ -34,8 +34,9 @@ class Average(Aggregator):
     kind = "columnwise"
     drops_nonfinite = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, chunk_size: int | None = None) -> None:
         self.f = None
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {}
 
     def max_f(self, n: int) -> int:

@@ -38,7 +38,7 @@ from byzdask.kernels.blocks import FANOUT_MIN_COLUMNS, column_blocks, kernel_blo
 from byzdask.kernels.gram import combine, gram_is_sound, gram_matrix, gram_partial, safe_gram, sound_rows
 from byzdask.kernels.selection import ties_for
 
-__all__ = ["Aggregator", "Prepared", "check_f"]
+__all__ = ["Aggregator", "Prepared", "check_f", "chunk_block_count"]
 
 
 def check_f(f: Any, *, name: str = "f", allow_none: bool = False) -> int | None:
@@ -82,6 +82,17 @@ class Aggregator(Operator):
     drops_nonfinite = True
     #: f of rules that take one; None for rules without (their tolerance is :meth:`max_f`).
     f: int | None = None
+    #: Column-block width of the fan-out (ByzPy's ``chunk_size``); None lets the rule choose.
+    chunk_size: int | None = None
+
+    @staticmethod
+    def check_chunk_size(chunk_size: Any) -> int | None:
+        """Validate ``chunk_size``: None or an integer >= 1 (the widest column block of a subtask)."""
+        if chunk_size is None:
+            return None
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ConfigurationError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
+        return int(chunk_size)
 
     # -- preconditions -------------------------------------------------------------------
     def max_f(self, n: int) -> int:
@@ -229,8 +240,10 @@ class Aggregator(Operator):
         return self.kind in ("columnwise", "gram")
 
     def _fanout_blocks(self, d: int, context: OpContext | None) -> list[slice]:
-        meta = dict(context.metadata) if context is not None else {}
+        meta = dict(getattr(context, "metadata", None) or {})
         n_blocks = meta.get("n_blocks")
+        if n_blocks is None and self.chunk_size is not None:
+            return column_blocks(d, n_blocks=chunk_block_count(d, self.chunk_size, meta.get("pool_size")))
         if n_blocks is None:
             # one block per worker (each block a task and a transfer), none under FANOUT_MIN_COLUMNS columns
             n_blocks = max(1, min(d // FANOUT_MIN_COLUMNS, int(meta.get("pool_size") or 2**31)))
@@ -239,8 +252,10 @@ class Aggregator(Operator):
     def create_subtasks(self, inputs: Mapping[str, Any], *, context: OpContext | None = None) -> Sequence[SubTask]:
         """Column blocks (columnwise rules) or per-block Gram partials (gram rules).
 
-        The number of blocks comes from ``context.metadata["n_blocks"]`` when given, else one
-        block per 2**18 columns.
+        The number of blocks comes from ``context.metadata["n_blocks"]`` when given; else, with
+        ``chunk_size``, from :func:`chunk_block_count` (blocks of at most ``chunk_size`` columns,
+        more of them for a larger ``context.metadata["pool_size"]``); else one block per 2**18
+        columns, at most one per worker.
         """
         if not self.supports_subtasks:
             raise NotImplementedError(f"{type(self).__name__} does not support subtasks")
@@ -275,6 +290,25 @@ class Aggregator(Operator):
         with ties_for(dtype):
             weights = self.gram_weights(gram, prep.matrix.shape[0], prep.f, xp)
         return prep.batch.restore(self.finish(combine(prep.matrix, weights, prep.extra, xp)))
+
+
+def chunk_block_count(d: int, chunk_size: int, pool_size: int | None = None) -> int:
+    """How many column blocks a fan-out with ``chunk_size`` makes over ``d`` columns.
+
+    Blocks are at most ``chunk_size`` wide. With a pool of p > 1 workers they narrow, down to
+    ``ceil(chunk_size / 8)`` columns, until there are about 4 blocks per worker, so the count
+    grows with the pool (ByzPy's behaviour).
+
+    Examples
+    --------
+    >>> chunk_block_count(1024, 64), chunk_block_count(1024, 64, pool_size=8)
+    (16, 32)
+    """
+    d, chunk = max(1, int(d)), max(1, int(chunk_size))
+    width = chunk
+    if pool_size is not None and int(pool_size) > 1:
+        width = min(chunk, max(-(-chunk // 8), -(-d // (4 * int(pool_size)))))
+    return min(d, -(-d // width))
 
 
 def _batch_of(gradients: Any) -> Batch:

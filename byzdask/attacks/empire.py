@@ -42,10 +42,12 @@ class EmpireAttack(Attack):
     """
 
     name = "empire"
+    columnwise = True
     uses_honest_grads = True
 
-    def __init__(self, scale: float = -1.0) -> None:
+    def __init__(self, scale: float = -1.0, *, chunk_size: int | None = None) -> None:
         self.scale = check_real(scale, "scale", "EmpireAttack")
+        self._set_chunk_size(chunk_size)
         self._repr_params = {"scale": self.scale}
 
     def apply(self, *, model: Any = None, x: Any = None, y: Any = None, honest_grads: Any = None,

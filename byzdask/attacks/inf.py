@@ -40,9 +40,11 @@ class InfAttack(Attack):
     """
 
     name = "inf"
+    columnwise = True
     uses_honest_grads = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, chunk_size: int | None = None) -> None:
+        self._set_chunk_size(chunk_size)
         self._repr_params = {}
 
     def apply(self, *, model: Any = None, x: Any = None, y: Any = None, honest_grads: Any = None,

@@ -30,9 +30,10 @@ class LabelFlipAttack(Attack):
 
     Parameters
     ----------
-    num_classes : int or None, keyword-only
-        K, for the default flip y -> K - 1 - y. None: K is the size of the model output's last
-        dimension, read at the call.
+    num_classes : int or "auto", keyword-only
+        K, for the default flip y -> K - 1 - y. ``"auto"``: K is the size of the model output's
+        last dimension, read at the call. Give it, or a ``mapping`` (as in ByzPy, neither is a
+        ``ValueError``).
     mapping : mapping of int to int or None, keyword-only
         Explicit flip {label: new label}; labels not in it are kept. Overrides the default flip.
     loss_fn : callable or None, keyword-only
@@ -65,7 +66,7 @@ class LabelFlipAttack(Attack):
     >>> import torch
     >>> model = torch.nn.Linear(3, 4)
     >>> x, y = torch.randn(5, 3), torch.tensor([0, 1, 2, 3, 0])
-    >>> g = LabelFlipAttack().apply(model=model, x=x, y=y)
+    >>> g = LabelFlipAttack(num_classes="auto").apply(model=model, x=x, y=y)
     >>> g.shape, model.weight.grad is None  # 4*3 weights + 4 biases; no grad left on the model
     (torch.Size([16]), True)
     """
@@ -73,10 +74,15 @@ class LabelFlipAttack(Attack):
     name = "label_flip"
     uses_model_batch = True
 
-    def __init__(self, *, num_classes: int | None = None, mapping: Mapping[int, int] | None = None,
+    def __init__(self, *, num_classes: int | str | None = None, mapping: Mapping[int, int] | None = None,
                  loss_fn: Callable[[Any, Any], Any] | None = None, scale: float = 1.0) -> None:
-        if num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
-            raise ConfigurationError(f"LabelFlipAttack: num_classes must be None or an integer >= 1, got {num_classes!r}")
+        neither = num_classes is None and mapping is None
+        if num_classes == "auto":
+            num_classes = None
+        elif num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
+            raise ConfigurationError(
+                f"LabelFlipAttack: num_classes must be an integer >= 1 or 'auto', got {num_classes!r}"
+            )
         if mapping is not None:
             if not isinstance(mapping, Mapping) or not all(
                 _is_int(k) and _is_int(v) and k >= 0 and v >= 0 for k, v in mapping.items()
@@ -87,10 +93,16 @@ class LabelFlipAttack(Attack):
             mapping = {int(k): int(v) for k, v in mapping.items()}
         if loss_fn is not None and not callable(loss_fn):
             raise ConfigurationError(f"LabelFlipAttack: loss_fn must be callable, got {type(loss_fn).__name__}")
+        scale = check_real(scale, "scale", "LabelFlipAttack")
+        if neither:
+            raise ConfigurationError(
+                "LabelFlipAttack needs num_classes (an integer K, or 'auto' to read K from the model's "
+                "output) or a mapping {label: new label}; got neither"
+            )
         self.num_classes = None if num_classes is None else int(num_classes)
         self.mapping = mapping
         self.loss_fn = loss_fn
-        self.scale = check_real(scale, "scale", "LabelFlipAttack")
+        self.scale = scale
         self._repr_params = {"num_classes": self.num_classes, "mapping": self.mapping, "scale": self.scale}
 
     def flip(self, y: Any, num_classes: int) -> Any:

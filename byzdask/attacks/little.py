@@ -81,15 +81,17 @@ class LittleAttack(Attack):
     """
 
     name = "little"
+    columnwise = True
     uses_honest_grads = True
 
-    def __init__(self, f: int, N: int | None = None) -> None:
+    def __init__(self, f: int, N: int | None = None, *, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
         if N is not None:
             if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N <= self.f:
                 raise ConfigurationError(f"LittleAttack: N must be None or an integer > f={self.f}, got {N!r}")
             little_z(N, self.f)  # fail early on an N without a finite z
         self.N = None if N is None else int(N)
+        self._set_chunk_size(chunk_size)
         self._repr_params = {"f": self.f, "N": self.N}
 
     def z(self, h: int) -> float:

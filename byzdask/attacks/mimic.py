@@ -50,12 +50,14 @@ class MimicAttack(Attack):
     """
 
     name = "mimic"
+    columnwise = True
     uses_honest_grads = True
 
-    def __init__(self, epsilon: int = 0) -> None:
+    def __init__(self, epsilon: int = 0, *, chunk_size: int | None = None) -> None:
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, np.integer)) or epsilon < 0:
             raise ConfigurationError(f"MimicAttack: epsilon must be a non-negative integer, got {epsilon!r}")
         self.epsilon = int(epsilon)
+        self._set_chunk_size(chunk_size)
         self._repr_params = {"epsilon": self.epsilon}
 
     def apply(self, *, model: Any = None, x: Any = None, y: Any = None, honest_grads: Any = None,

@@ -50,10 +50,12 @@ class SignFlipAttack(Attack):
     """
 
     name = "sign_flip"
+    columnwise = True
     uses_base_grad = True
 
-    def __init__(self, scale: float = -1.0) -> None:
+    def __init__(self, scale: float = -1.0, *, chunk_size: int | None = None) -> None:
         self.scale = check_real(scale, "scale", "SignFlipAttack")
+        self._set_chunk_size(chunk_size)
         self._repr_params = {"scale": self.scale}
 
     def apply(self, *, model: Any = None, x: Any = None, y: Any = None, honest_grads: Any = None,

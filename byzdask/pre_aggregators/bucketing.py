@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from byzdask.errors import ConfigurationError
+from byzdask.errors import ConfigurationError, InputError
 from byzdask.kernels.prepro import bucket_means
 from byzdask.pre_aggregators.base import PreAggregator
 
@@ -32,6 +33,9 @@ class Bucketing(PreAggregator):
         Seed of the permutation (``numpy.random.default_rng(seed)``). With an int, every call
         draws the same permutation, so the output is reproducible: same seed and inputs, same
         output. With None (the default) every call draws a fresh permutation from OS entropy.
+    perm : sequence of int or None, keyword-only
+        A fixed permutation of ``range(n)`` to use instead of a random one (as ByzPy's ``perm``);
+        a call on a different n, or with ``perm`` not a permutation, raises ``InputError``.
 
     Notes
     -----
@@ -61,21 +65,38 @@ class Bucketing(PreAggregator):
     ((2, 2), 3.5)
     >>> bool(np.array_equal(out, Bucketing(2, seed=0).pre_aggregate(x)))
     True
+    >>> Bucketing(2, perm=[3, 0, 1, 2]).pre_aggregate(x)  # buckets {3, 0} and {1, 2}
+    array([[3., 4.],
+           [3., 4.]])
     """
 
     name = "bucketing"
 
-    def __init__(self, bucket_size: int, *, seed: int | None = None) -> None:
+    def __init__(self, bucket_size: int, *, seed: int | None = None, perm: Sequence[int] | None = None) -> None:
         if isinstance(bucket_size, bool) or not isinstance(bucket_size, (int, np.integer)) or bucket_size < 1:
             raise ConfigurationError(f"Bucketing bucket_size must be an integer >= 1, got {bucket_size!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ConfigurationError(f"Bucketing seed must be None or an integer >= 0, got {seed!r}")
         self.bucket_size = int(bucket_size)
         self.seed = None if seed is None else int(seed)
+        if perm is not None:
+            try:
+                perm = [int(i) for i in perm]
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"Bucketing perm must be None or a sequence of int indices, got {perm!r}") from None
+            if sorted(perm) != list(range(len(perm))):
+                raise ConfigurationError(f"Bucketing perm must be a permutation of range({len(perm)}), got {perm!r}")
+        self.perm = perm
         self._repr_params = {"bucket_size": self.bucket_size, "seed": self.seed}
+        if perm is not None:
+            self._repr_params["perm"] = perm
 
     def permutation(self, n: int) -> np.ndarray:
-        """The permutation of ``range(n)`` this call uses (fixed for an int seed)."""
+        """The permutation of ``range(n)`` this call uses (``perm`` when given; fixed for an int seed)."""
+        if self.perm is not None:
+            if len(self.perm) != int(n):
+                raise InputError(f"Bucketing perm has {len(self.perm)} indices but the call has n={int(n)} vectors")
+            return np.asarray(self.perm, dtype=np.intp)
         return np.random.default_rng(self.seed).permutation(int(n))
 
     def transform(self, matrix: Any, xp: Any) -> Any:

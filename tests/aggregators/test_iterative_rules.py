@@ -361,9 +361,11 @@ def test_bad_parameters(build, msg):
         build()
 
 
-def test_centered_clipping_needs_c_tau():
-    with pytest.raises(TypeError):
-        CenteredClipping()
+def test_centered_clipping_default_c_tau_is_one():
+    x = np.array([[0.0], [1.0], [2.0], [100.0]])
+    assert CenteredClipping().c_tau == 1.0
+    np.testing.assert_allclose(CenteredClipping().aggregate(x), CenteredClipping(c_tau=1.0).aggregate(x))
+    assert not np.allclose(CenteredClipping().aggregate(x), CenteredClipping(c_tau=5.0).aggregate(x))
 
 
 @pytest.mark.parametrize("rule", RULES, ids=repr)

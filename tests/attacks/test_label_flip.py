@@ -21,7 +21,7 @@ def _grad_by_hand(model, x, targets, loss=torch.nn.functional.cross_entropy):
 
 def test_gradient_on_mirrored_labels():
     model, x, y = _model(), torch.randn(8, 4), torch.tensor([0, 1, 2, 0, 1, 2, 2, 0])
-    out = LabelFlipAttack().apply(model=model, x=x, y=y)  # K = 3 read from the logits
+    out = LabelFlipAttack(num_classes="auto").apply(model=model, x=x, y=y)  # K = 3 read from the logits
     expected = _grad_by_hand(model, x, 2 - y)
     assert out.shape == (sum(p.numel() for p in model.parameters()),) and out.dtype == torch.float32
     torch.testing.assert_close(out, expected)
@@ -37,14 +37,14 @@ def test_mapping_and_custom_loss():
     def loss(logits, t):
         return torch.nn.functional.cross_entropy(logits, t, reduction="sum")
 
-    out = LabelFlipAttack(loss_fn=loss).apply(model=model, x=x, y=y)
+    out = LabelFlipAttack(num_classes="auto", loss_fn=loss).apply(model=model, x=x, y=y)
     torch.testing.assert_close(out, _grad_by_hand(model, x, 2 - y, loss))
 
 
 def test_model_left_as_it_was():
     model, x, y = _model(), torch.randn(4, 4), torch.tensor([0, 1, 2, 1])
     model.eval()
-    attack = LabelFlipAttack()
+    attack = LabelFlipAttack(num_classes="auto")
     assert attack.uses_model_batch and attack.input_keys == ("model", "x", "y")
     attack.compute({"model": model, "x": x, "y": y})
     assert all(p.grad is None for p in model.parameters()) and not model.training
@@ -60,7 +60,7 @@ def test_frozen_and_unused_parameters():
     model[0].bias.requires_grad_(False)
     extra = torch.nn.Parameter(torch.zeros(2))
     model.register_parameter("unused", extra)
-    out = LabelFlipAttack().apply(model=model, x=torch.randn(3, 4), y=torch.tensor([0, 1, 2]))
+    out = LabelFlipAttack(num_classes="auto").apply(model=model, x=torch.randn(3, 4), y=torch.tensor([0, 1, 2]))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert out.shape == (trainable,)
     assert next(iter(model.parameters())) is extra and torch.all(out[:2] == 0)  # own parameters come first
@@ -69,13 +69,13 @@ def test_frozen_and_unused_parameters():
 def test_errors():
     model, x = _model(), torch.randn(2, 4)
     with pytest.raises(InputError, match=r"labels must lie in \[0, 3\)"):
-        LabelFlipAttack().apply(model=model, x=x, y=torch.tensor([0, 3]))
+        LabelFlipAttack(num_classes="auto").apply(model=model, x=x, y=torch.tensor([0, 3]))
     with pytest.raises(InputError, match="integer class labels"):
-        LabelFlipAttack().apply(model=model, x=x, y=torch.tensor([0.0, 1.0]))
+        LabelFlipAttack(num_classes="auto").apply(model=model, x=x, y=torch.tensor([0.0, 1.0]))
     with pytest.raises(InputError, match="torch.nn.Module"):
-        LabelFlipAttack().apply(model=None, x=x, y=torch.tensor([0, 1]))
+        LabelFlipAttack(num_classes="auto").apply(model=None, x=x, y=torch.tensor([0, 1]))
     with pytest.raises(InputError, match="torch tensors"):
-        LabelFlipAttack().apply(model=model, x=np.zeros((2, 4)), y=torch.tensor([0, 1]))
+        LabelFlipAttack(num_classes="auto").apply(model=model, x=np.zeros((2, 4)), y=torch.tensor([0, 1]))
     for kwargs, msg in [({"num_classes": 0}, "num_classes"), ({"mapping": {0: -1}}, "mapping"),
                         ({"mapping": [1, 2]}, "mapping"), ({"loss_fn": 3}, "loss_fn"),
                         ({"scale": "x"}, "scale")]:

@@ -189,7 +189,7 @@ def test_byzantine_base_gradient_and_fallback(split):
 
 def test_byzantine_label_flip_uses_own_batch(split):
     data = split.train.subset(range(100))
-    node = ByzantineNode(LabelFlipAttack(), model=logreg(), data=data, seed=5)
+    node = ByzantineNode(LabelFlipAttack(num_classes="auto"), model=logreg(), data=data, seed=5)
     idx = torch.from_numpy(batch_indices(100, 32, seed=5, step=0))
     expected = reference_gradient(node.model, data.x[idx], 9 - data.y[idx])
     assert torch.allclose(node.attack_vector(), expected, atol=1e-6)
@@ -205,9 +205,9 @@ def test_byzantine_errors():
     with pytest.raises(InputError, match="base_grad"):
         ByzantineNode(SignFlipAttack()).attack_vector()
     with pytest.raises(InputError, match="model"):
-        ByzantineNode(LabelFlipAttack()).attack_vector()
+        ByzantineNode(LabelFlipAttack(num_classes="auto")).attack_vector()
     with pytest.raises(InputError, match="data shard"):
-        ByzantineNode(LabelFlipAttack(), model=logreg()).attack_vector()
+        ByzantineNode(LabelFlipAttack(num_classes="auto"), model=logreg()).attack_vector()
     with pytest.raises(ConfigurationError, match="no model"):
         ByzantineNode(InfAttack()).params()
 

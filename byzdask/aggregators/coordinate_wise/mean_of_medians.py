@@ -53,8 +53,9 @@ class MeanOfMedians(Aggregator):
     name = "meamed"
     kind = "columnwise"
 
-    def __init__(self, f: int) -> None:
+    def __init__(self, f: int, *, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"f": self.f}
 
 

@@ -44,8 +44,9 @@ class CoordinateWiseMedian(Aggregator):
     name = "cwmed"
     kind = "columnwise"
 
-    def __init__(self) -> None:
+    def __init__(self, *, chunk_size: int | None = None) -> None:
         self.f = None
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {}
 
 

@@ -108,7 +108,7 @@ class GeometricMedian(Aggregator):
     name = "geometric_median"
     kind = "gram"
 
-    def __init__(self, *, tol: float = 1e-6, max_iter: int = 256, eps: float = 1e-12, init: str = "mean") -> None:
+    def __init__(self, *, tol: float = 1e-6, max_iter: int = 256, eps: float = 1e-12, init: str = "mean", chunk_size: int | None = None) -> None:
         self.tol = _real(tol, "tol", positive=False)
         self.max_iter = _count(max_iter, "max_iter")
         self.eps = _real(eps, "eps", positive=True)
@@ -116,6 +116,7 @@ class GeometricMedian(Aggregator):
             raise ConfigurationError(f"init must be one of {list(_INITS)}, got {init!r}")
         self.init = init
         self.f = None
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"tol": self.tol, "max_iter": self.max_iter, "eps": self.eps, "init": init}
 
     def extra_rows(self, matrix: Any, f: int | None, xp: Any) -> Any | None:

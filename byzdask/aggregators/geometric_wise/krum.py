@@ -76,11 +76,12 @@ class MultiKrum(Aggregator):
     name = "multikrum"
     kind = "gram"
 
-    def __init__(self, f: int, q: int | None = None) -> None:
+    def __init__(self, f: int, q: int | None = None, *, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
         if q is not None and (isinstance(q, bool) or not isinstance(q, int) or q < 1):
             raise ConfigurationError(f"q must be a positive integer or None, got {q!r}")
         self.q = q
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"f": self.f, "q": q}
 
     def max_f(self, n: int) -> int:
@@ -149,6 +150,6 @@ class Krum(MultiKrum):
 
     name = "krum"
 
-    def __init__(self, f: int) -> None:
-        super().__init__(f, q=1)
+    def __init__(self, f: int, *, chunk_size: int | None = None) -> None:
+        super().__init__(f, q=1, chunk_size=chunk_size)
         self._repr_params = {"f": self.f}

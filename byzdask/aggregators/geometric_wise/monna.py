@@ -68,12 +68,13 @@ class MoNNA(Aggregator):
     name = "monna"
     kind = "gram"
 
-    def __init__(self, f: int, *, reference_index: int = 0) -> None:
+    def __init__(self, f: int, *, reference_index: int = 0, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
         if isinstance(reference_index, bool) or not isinstance(reference_index, (int, np.integer)) \
                 or reference_index < 0:
             raise ConfigurationError(f"reference_index must be a non-negative integer, got {reference_index!r}")
         self.reference_index = int(reference_index)
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"f": self.f, "reference_index": self.reference_index}
 
     def prepare(self, gradients: Any) -> Prepared:

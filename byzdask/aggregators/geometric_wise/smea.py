@@ -75,8 +75,9 @@ class SMEA(Aggregator):
     name = "smea"
     kind = "gram"
 
-    def __init__(self, f: int) -> None:
+    def __init__(self, f: int, *, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"f": self.f}
 
     def check_n(self, n: int) -> None:

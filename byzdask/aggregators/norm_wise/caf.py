@@ -76,7 +76,7 @@ class CAF(Aggregator):
     name = "caf"
     kind = "gram"
 
-    def __init__(self, f: int, *, power_iters: int | None = None, seed: int = 0) -> None:
+    def __init__(self, f: int, *, power_iters: int | None = None, seed: int = 0, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
         if power_iters is not None and (isinstance(power_iters, bool) or not isinstance(power_iters, (int, np.integer))
                                         or power_iters < 1):
@@ -85,6 +85,7 @@ class CAF(Aggregator):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigurationError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"f": self.f, "power_iters": self.power_iters, "seed": self.seed}
 
     def gram_weights(self, gram: Any, m: int, f: int | None, xp: Any) -> Any:

@@ -60,8 +60,9 @@ class CenteredClipping(Aggregator):
 
     Parameters
     ----------
-    c_tau : float
-        Clipping radius, positive.
+    c_tau : float, default 1.0
+        Clipping radius, positive. The paper and ByzPy give no default; 1.0 suits gradients of
+        unit-order norm (scale it with the honest spread).
     M : int, default 10
         Number of clipping steps (0 returns the starting point).
     eps : float, default 1e-12
@@ -98,7 +99,7 @@ class CenteredClipping(Aggregator):
     name = "centered_clipping"
     kind = "gram"
 
-    def __init__(self, *, c_tau: float, M: int = 10, eps: float = 1e-12, init: str = "mean") -> None:
+    def __init__(self, *, c_tau: float = 1.0, M: int = 10, eps: float = 1e-12, init: str = "mean", chunk_size: int | None = None) -> None:
         self.c_tau = _real(c_tau, "c_tau", positive=True)
         if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 0:
             raise ConfigurationError(f"M must be a non-negative integer, got {M!r}")
@@ -109,6 +110,7 @@ class CenteredClipping(Aggregator):
         self.init = init
         self.f = None
         self._previous: Any | None = None
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"c_tau": self.c_tau, "M": self.M, "eps": self.eps, "init": init}
 
     @property

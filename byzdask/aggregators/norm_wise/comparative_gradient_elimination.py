@@ -59,8 +59,9 @@ class ComparativeGradientElimination(Aggregator):
     name = "cge"
     kind = "gram"
 
-    def __init__(self, f: int) -> None:
+    def __init__(self, f: int, *, chunk_size: int | None = None) -> None:
         self.f = check_f(f)
+        self.chunk_size = self.check_chunk_size(chunk_size)
         self._repr_params = {"f": self.f}
 
     def gram_weights(self, gram: Any, m: int, f: int | None, xp: Any) -> Any:
