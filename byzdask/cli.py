@@ -176,7 +176,11 @@ def _train_option(*decls: str, **kwargs):
 @_train_option("--alpha", type=float, help="Dirichlet concentration (non-IID)")
 @_train_option("--gamma", type=float, help="gamma partition: share of the data dealt IID (1 IID, 0 extreme)")
 @_train_option("--topology", help="p2p: complete, ring[:k], kregular:k, erdos-renyi:p, torus:RxC")
-@_train_option("--model", type=click.Choice(["logreg", "mlp", "cnn"]))
+@_train_option("--model", type=click.Choice(["logreg", "mlp", "cnn", "resnet"]),
+               help="logreg, mlp, cnn (every dataset); resnet (CIFAR)")
+@_train_option("--dataset", type=click.Choice(["digits", "mnist", "fashion-mnist", "emnist", "cifar10", "cifar100"]),
+               help="digits ships with scikit-learn; the others are read from torchvision's files in --data-dir")
+@_train_option("--data-dir", type=click.Path(file_okay=False), help="folder holding torchvision's files (no download)")
 @_train_option("--seed", type=int)
 @_train_option("--cluster", none_as="none", help="local (worker processes), thread, none, tcp://host:port, or slurm/pbs/sge/lsf/...")
 @_train_option("--workers", type=int, help="workers of a cluster byzdask starts (not of a job queue)")
@@ -220,7 +224,8 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
     config = TrainConfig(pre_aggregators=tuple(pre_aggregators), **options)
     chain = " -> ".join([*config.pre_aggregators, config.aggregator])
     click.echo(f"byzdask train: {config.mode}, {config.honest} honest + {config.byzantine} Byzantine "
-               f"({config.attack}), {chain} (f={config.resolved_f()}), {config.model}, {config.rounds} rounds")
+               f"({config.attack}), {chain} (f={config.resolved_f()}), "
+               f"{'' if config.dataset == 'digits' else config.dataset + ' '}{config.model}, {config.rounds} rounds")
     try:
         with dask.config.set(jobqueue):
             result = run_training(config, progress=progress, echo=click.echo)

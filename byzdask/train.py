@@ -63,6 +63,8 @@ class TrainConfig:
     gamma: float = 0.5
     topology: str = "complete"
     model: str = "logreg"
+    dataset: str = "digits"
+    data_dir: str | None = None
     seed: int = 0
     cluster: str = "local"
     workers: int = 2
@@ -141,7 +143,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     >>> len(job["honest"]), len(job["byzantine"]), type(job["aggregator"]).__name__
     (4, 1, 'CoordinateWiseTrimmedMean')
     """
-    from byzdask.data import load_digits, partition_dataset
+    from byzdask.data import DATASETS, load_dataset, partition_dataset
     from byzdask.engine.node import ByzantineNode
     from byzdask.engine.node.training import make_honest_nodes, node_seeds
     from byzdask.models import build_model
@@ -154,7 +156,15 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
             raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
     f = config.resolved_f()
     n = config.honest + config.byzantine
-    split = load_digits(seed=config.seed, image=config.model == "cnn")
+    from byzdask.models import DATASET_MODELS
+
+    if config.dataset not in DATASETS:
+        raise ConfigurationError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if config.model not in DATASET_MODELS[config.dataset]:
+        raise ConfigurationError(f"model {config.model!r} does not fit dataset {config.dataset!r}; choose one of: "
+                                 f"{', '.join(DATASET_MODELS[config.dataset])}")
+    split = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed,
+                         image=config.model in ("cnn", "resnet"))
     shards = partition_dataset(split.train, config.honest, kind=config.partition, alpha=config.alpha,
                                gamma=config.gamma, seed=config.seed)
     model = build_model(config.model, input_shape=split.train.input_shape, num_classes=split.train.num_classes,

@@ -21,6 +21,7 @@ A sweep config has two sections::
       momentum: 0.9                    # unless it is a grid dimension
       batch_size: 32
       model: logreg
+      dataset: digits                  # or mnist, ..., cifar100 with data_dir (torchvision's files)
       eval_every: 10
       topology: complete               # p2p only
     on_intolerable: skip               # skip | error
@@ -59,7 +60,7 @@ BASE_DIMS = ("aggregator", "pre_aggregator", "attack", "f", "alpha")
 OPTIONAL_DIMS = ("momentum", "lr", "batch_size", "gamma")
 # Optional dimensions with no training default: a run's settings hold them only when given, so
 # the keys (hashes) of sweeps that do not use them stay what they were.
-_NO_DEFAULT = ("gamma",)
+_NO_DEFAULT = ("gamma", "dataset", "data_dir")
 
 _TRAINING_DEFAULTS: dict[str, Any] = {
     "mode": "ps", "honest": 10, "rounds": 50, "lr": 0.5, "momentum": 0.9, "batch_size": 32,
@@ -282,6 +283,7 @@ class RunSpec:
             gamma=0.5 if s.get("gamma") is None else s["gamma"],
             topology=s["topology"], model=s["model"], seed=s["seed"], cluster="none", eval_every=s["eval_every"],
             aggregator_kwargs=dict(s["aggregator_kwargs"]), attack_kwargs=dict(s["attack_kwargs"]),
+            dataset=s.get("dataset", "digits"), data_dir=s.get("data_dir"),
         )
 
 
@@ -432,6 +434,12 @@ class SweepConfig:
                 t[key] = _check_setting(key, t[key], f"training.{key}")
         if t["model"] not in MODELS:
             raise ConfigurationError(f"unknown training.model {t['model']!r}; choose one of: {', '.join(MODELS)}")
+        if "dataset" in t:
+            from byzdask.data import DATASETS
+
+            if t["dataset"] not in DATASETS:
+                raise ConfigurationError(f"unknown training.dataset {t['dataset']!r}; choose one of: "
+                                         f"{', '.join(DATASETS)}")
         if not isinstance(t["topology"], str):
             raise ConfigurationError(f"training.topology must be a string such as 'ring:2', got {t['topology']!r}")
 
