@@ -185,6 +185,12 @@ def _train_option(*decls: str, **kwargs):
 @_train_option("--cluster", none_as="none", help="local (worker processes), thread, none, tcp://host:port, or slurm/pbs/sge/lsf/...")
 @_train_option("--workers", type=int, help="workers of a cluster byzdask starts (not of a job queue)")
 @_train_option("--eval-every", type=int)
+@_train_option("--protocol", type=click.Choice(["dsgd", "fedavg"]),
+               help="mode ps: dsgd (a gradient per node and round) or fedavg (local steps on sampled clients)")
+@_train_option("--local-steps", type=int, help="fedavg: SGD steps per sampled client and round")
+@_train_option("--participation", type=float, help="fedavg: share of the honest clients sampled per round")
+@_train_option("--clients-per-round", type=int, help="fedavg: clients sampled per round (instead of --participation)")
+@_train_option("--server-lr", type=float, help="fedavg: x <- x + server-lr * aggregate")
 @click.option("--aggregator-kwargs", callback=_json_object, help='JSON, e.g. \'{"f": 2}\'')
 @click.option("--attack-kwargs", callback=_json_object, help='JSON, e.g. \'{"sigma": 200}\'')
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),

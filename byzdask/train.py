@@ -71,6 +71,12 @@ class TrainConfig:
     eval_every: int = 5
     aggregator_kwargs: dict[str, Any] = field(default_factory=dict)
     attack_kwargs: dict[str, Any] = field(default_factory=dict)
+    # -- protocol (mode "ps"): dsgd (one gradient per node and round) or fedavg ---------------
+    protocol: str = "dsgd"
+    local_steps: int = 1
+    participation: float = 1.0
+    clients_per_round: int | None = None
+    server_lr: float = 1.0
 
     def resolved_f(self) -> int:
         """The ``f`` given to the rules: ``f`` when set, else the number of Byzantine nodes."""
@@ -217,6 +223,18 @@ def make_pool(cluster: str, workers: int, jobqueue: dict[str, Any] | None = None
 
 def make_trainer(config: TrainConfig, job: dict[str, Any], pool: Any) -> Any:
     """The :class:`ParameterServer` or :class:`PeerToPeer` of a job (from :func:`build_job`) on ``pool``."""
+    if config.protocol not in ("dsgd", "fedavg"):
+        raise ConfigurationError(f"protocol must be 'dsgd' or 'fedavg', got {config.protocol!r}")
+    if config.protocol == "fedavg":
+        if config.mode != "ps":
+            raise ConfigurationError("protocol 'fedavg' runs with mode 'ps' (a server), not 'p2p'")
+        from byzdask.engine.fedavg import FedAvg
+
+        return FedAvg(job["honest"], job["byzantine"], job["aggregator"], job["pre_aggregators"], lr=config.lr,
+                      local_steps=config.local_steps, participation=config.participation,
+                      clients_per_round=config.clients_per_round, server_lr=config.server_lr,
+                      weight_decay=config.weight_decay, seed=config.seed, actor_pool=pool,
+                      test_data=job["split"].test)
     if config.mode == "ps":
         from byzdask.engine.parameter_server.ps import ParameterServer
 

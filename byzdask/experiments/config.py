@@ -24,6 +24,8 @@ A sweep config has two sections::
       dataset: digits                  # or mnist, ..., cifar100 with data_dir (torchvision's files)
       eval_every: 10
       topology: complete               # p2p only
+      protocol: fedavg                 # optional: dsgd (default) | fedavg, with local_steps,
+      local_steps: 5                   # participation or clients_per_round, server_lr
     on_intolerable: skip               # skip | error
 
 Grid points that no rule can run are decided here, before a cluster starts: a point whose rule
@@ -60,7 +62,8 @@ BASE_DIMS = ("aggregator", "pre_aggregator", "attack", "f", "alpha")
 OPTIONAL_DIMS = ("momentum", "lr", "batch_size", "gamma")
 # Optional dimensions with no training default: a run's settings hold them only when given, so
 # the keys (hashes) of sweeps that do not use them stay what they were.
-_NO_DEFAULT = ("gamma", "dataset", "data_dir")
+_NO_DEFAULT = ("gamma", "dataset", "data_dir", "protocol", "local_steps", "participation", "clients_per_round",
+               "server_lr")
 
 _TRAINING_DEFAULTS: dict[str, Any] = {
     "mode": "ps", "honest": 10, "rounds": 50, "lr": 0.5, "momentum": 0.9, "batch_size": 32,
@@ -284,6 +287,9 @@ class RunSpec:
             topology=s["topology"], model=s["model"], seed=s["seed"], cluster="none", eval_every=s["eval_every"],
             aggregator_kwargs=dict(s["aggregator_kwargs"]), attack_kwargs=dict(s["attack_kwargs"]),
             dataset=s.get("dataset", "digits"), data_dir=s.get("data_dir"),
+            protocol=s.get("protocol", "dsgd"), local_steps=s.get("local_steps", 1),
+            participation=s.get("participation", 1.0), clients_per_round=s.get("clients_per_round"),
+            server_lr=s.get("server_lr", 1.0),
         )
 
 
@@ -518,6 +524,8 @@ class SweepConfig:
     def _intolerable(self, s: dict[str, Any]) -> str | None:
         """Why the rule cannot run at this point, or None."""
         f, honest = s["f"], s["honest"]
+        if s.get("protocol") == "fedavg":  # the rule sees the sampled clients and the Byzantine ones
+            honest = s.get("clients_per_round") or max(1, round(float(s.get("participation", 1.0)) * honest))
         byzantine = 0 if s["attack"] == "none" else f
         n = honest + byzantine
         where = f"n={n}"
