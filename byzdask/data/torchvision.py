@@ -88,7 +88,7 @@ def _read_split(spec: _Spec, where: Path, files: tuple[str, ...]) -> tuple[np.nd
 
 
 def _to_dataset(x: np.ndarray, y: np.ndarray, spec: _Spec, name: str) -> Dataset:
-    t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0)
+    t = torch.from_numpy(np.array(x, dtype=np.uint8, order="C")).to(torch.float32).div_(255.0)
     t = (t - torch.tensor(spec.mean).view(1, -1, 1, 1)) / torch.tensor(spec.std).view(1, -1, 1, 1)
     return Dataset(t.contiguous(), torch.from_numpy(y), num_classes=spec.num_classes,
                    input_shape=tuple(t.shape[1:]), name=name)
