@@ -177,12 +177,22 @@ def _train_option(*decls: str, **kwargs):
 @_train_option("--alpha", type=float, help="Dirichlet concentration (non-IID)")
 @_train_option("--gamma", type=float, help="gamma partition: share of the data dealt IID (1 IID, 0 extreme)")
 @_train_option("--topology", help="p2p: complete, ring[:k], kregular:k, erdos-renyi:p, torus:RxC")
-@_train_option("--model", type=click.Choice(["logreg", "mlp", "cnn"]))
+@_train_option("--model", type=click.Choice(["logreg", "mlp", "cnn", "resnet"]),
+               help="logreg, mlp, cnn (every dataset); resnet (CIFAR)")
+@_train_option("--dataset", type=click.Choice(["digits", "mnist", "fashion-mnist", "emnist", "cifar10", "cifar100"]),
+               help="digits ships with scikit-learn; the others are read from torchvision's files in --data-dir")
+@_train_option("--data-dir", type=click.Path(file_okay=False), help="folder holding torchvision's files (no download)")
 @_train_option("--seed", type=int)
 @_train_option("--cluster", none_as="none", help="local (worker processes), thread, none, tcp://host:port, or slurm/pbs/sge/lsf/...")
 @_train_option("--workers", type=int, help="workers of a cluster byzdask starts (not of a job queue)")
 @_train_option("--eval-every", type=int)
 @_train_option("--tls/--no-tls", help="TLS with temporary self-signed certificates on the cluster byzdask starts")
+@_train_option("--protocol", type=click.Choice(["dsgd", "fedavg"]),
+               help="mode ps: dsgd (a gradient per node and round) or fedavg (local steps on sampled clients)")
+@_train_option("--local-steps", type=int, help="fedavg: SGD steps per sampled client and round")
+@_train_option("--participation", type=float, help="fedavg: share of the honest clients sampled per round")
+@_train_option("--clients-per-round", type=int, help="fedavg: clients sampled per round (instead of --participation)")
+@_train_option("--server-lr", type=float, help="fedavg: x <- x + server-lr * aggregate")
 @click.option("--aggregator-kwargs", callback=_json_object, help='JSON, e.g. \'{"f": 2}\'')
 @click.option("--attack-kwargs", callback=_json_object, help='JSON, e.g. \'{"sigma": 200}\'')
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
@@ -227,7 +237,8 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
                                      param_hint="--json")
     chain = " -> ".join([*config.pre_aggregators, config.aggregator])
     click.echo(f"byzdask train: {config.mode}, {config.honest} honest + {config.byzantine} Byzantine "
-               f"({config.attack}), {chain} (f={config.resolved_f()}), {config.model}, {config.rounds} rounds")
+               f"({config.attack}), {chain} (f={config.resolved_f()}), "
+               f"{'' if config.dataset == 'digits' else config.dataset + ' '}{config.model}, {config.rounds} rounds")
     try:
         with dask.config.set(jobqueue):
             result = run_training(config, progress=progress, echo=click.echo)

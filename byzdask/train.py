@@ -63,6 +63,8 @@ class TrainConfig:
     gamma: float = 0.5
     topology: str = "complete"
     model: str = "logreg"
+    dataset: str = "digits"
+    data_dir: str | None = None
     seed: int = 0
     cluster: str = "local"
     workers: int = 2
@@ -70,6 +72,12 @@ class TrainConfig:
     tls: bool = False
     aggregator_kwargs: dict[str, Any] = field(default_factory=dict)
     attack_kwargs: dict[str, Any] = field(default_factory=dict)
+    # -- protocol (mode "ps"): dsgd (one gradient per node and round) or fedavg ---------------
+    protocol: str = "dsgd"
+    local_steps: int = 1
+    participation: float = 1.0
+    clients_per_round: int | None = None
+    server_lr: float = 1.0
 
     def resolved_f(self) -> int:
         """The ``f`` given to the rules: ``f`` when set, else the number of Byzantine nodes."""
@@ -162,7 +170,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     >>> len(job["honest"]), len(job["byzantine"]), type(job["aggregator"]).__name__
     (4, 1, 'CoordinateWiseTrimmedMean')
     """
-    from byzdask.data import load_digits, partition_dataset
+    from byzdask.data import DATASETS, load_dataset, partition_dataset
     from byzdask.engine.node import ByzantineNode
     from byzdask.engine.node.training import make_honest_nodes, node_seeds
     from byzdask.models import build_model
@@ -178,14 +186,22 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     n = config.honest + config.byzantine
     _check_numbers(config)
     # the rule and the pre-aggregators first, and f against n, before any data or model is made
-    aggregator = _build("aggregator", config.aggregator, {"f": f}, config.aggregator_kwargs)
+    aggregator = _build("aggregator", config.aggregator, {"f": f, "seed": config.seed}, config.aggregator_kwargs)
     pre = [_build("pre-aggregator", name, {"f": f, "bucket_size": 2, "seed": config.seed}, {})
            for name in config.pre_aggregators]
     if config.mode == "ps" or config.topology == "complete":
         aggregator.check_n(n)
     elif f > aggregator.max_f(n):
         aggregator.check_n(n)
-    split = load_digits(seed=config.seed, image=config.model == "cnn")
+    from byzdask.models import DATASET_MODELS
+
+    if config.dataset not in DATASETS:
+        raise ConfigurationError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if config.model not in DATASET_MODELS[config.dataset]:
+        raise ConfigurationError(f"model {config.model!r} does not fit dataset {config.dataset!r}; choose one of: "
+                                 f"{', '.join(DATASET_MODELS[config.dataset])}")
+    split = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed,
+                         image=config.model in ("cnn", "resnet"))
     shards = partition_dataset(split.train, config.honest, kind=config.partition, alpha=config.alpha,
                                gamma=config.gamma, seed=config.seed)
     model = build_model(config.model, input_shape=split.train.input_shape, num_classes=split.train.num_classes,
@@ -243,6 +259,18 @@ def make_pool(cluster: str, workers: int, jobqueue: dict[str, Any] | None = None
 
 def make_trainer(config: TrainConfig, job: dict[str, Any], pool: Any) -> Any:
     """The :class:`ParameterServer` or :class:`PeerToPeer` of a job (from :func:`build_job`) on ``pool``."""
+    if config.protocol not in ("dsgd", "fedavg"):
+        raise ConfigurationError(f"protocol must be 'dsgd' or 'fedavg', got {config.protocol!r}")
+    if config.protocol == "fedavg":
+        if config.mode != "ps":
+            raise ConfigurationError("protocol 'fedavg' runs with mode 'ps' (a server), not 'p2p'")
+        from byzdask.engine.fedavg import FedAvg
+
+        return FedAvg(job["honest"], job["byzantine"], job["aggregator"], job["pre_aggregators"], lr=config.lr,
+                      local_steps=config.local_steps, participation=config.participation,
+                      clients_per_round=config.clients_per_round, server_lr=config.server_lr,
+                      weight_decay=config.weight_decay, seed=config.seed, actor_pool=pool,
+                      test_data=job["split"].test)
     if config.mode == "ps":
         from byzdask.engine.parameter_server.ps import ParameterServer
 

@@ -93,3 +93,11 @@ def test_gamma_partition_prints_its_label_skew():
     assert skew > 0.7
     iid = invoke("--cluster", "none", "--partition", "iid", "--rounds", "1", "--honest", "5", "--byzantine", "1")
     assert float(iid.output.split("partition iid: label skew ")[1].split()[0]) < 0.1
+
+
+def test_dataset_option_names_missing_files_and_refuses_unfit_models(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--cluster", "none", "--dataset", "mnist", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "train-images-idx3-ubyte" in str(result.exception) + result.output
+    result = CliRunner().invoke(main, ["train", "--cluster", "none", "--dataset", "digits", "--model", "resnet"])
+    assert result.exit_code != 0 and "does not fit dataset 'digits'" in result.output

@@ -21,8 +21,11 @@ A sweep config has two sections::
       momentum: 0.9                    # unless it is a grid dimension
       batch_size: 32
       model: logreg
+      dataset: digits                  # or mnist, ..., cifar100 with data_dir (torchvision's files)
       eval_every: 10
       topology: complete               # p2p only
+      protocol: fedavg                 # optional: dsgd (default) | fedavg, with local_steps,
+      local_steps: 5                   # participation or clients_per_round, server_lr
     on_intolerable: skip               # skip | error
 
 Grid points that no rule can run are decided here, before a cluster starts: a point whose rule
@@ -59,7 +62,8 @@ BASE_DIMS = ("aggregator", "pre_aggregator", "attack", "f", "alpha")
 OPTIONAL_DIMS = ("momentum", "lr", "batch_size", "gamma")
 # Optional dimensions with no training default: a run's settings hold them only when given, so
 # the keys (hashes) of sweeps that do not use them stay what they were.
-_NO_DEFAULT = ("gamma",)
+_NO_DEFAULT = ("gamma", "dataset", "data_dir", "protocol", "local_steps", "participation", "clients_per_round",
+               "server_lr")
 
 _TRAINING_DEFAULTS: dict[str, Any] = {
     "mode": "ps", "honest": 10, "rounds": 50, "lr": 0.5, "momentum": 0.9, "batch_size": 32,
@@ -282,6 +286,10 @@ class RunSpec:
             gamma=0.5 if s.get("gamma") is None else s["gamma"],
             topology=s["topology"], model=s["model"], seed=s["seed"], cluster="none", eval_every=s["eval_every"],
             aggregator_kwargs=dict(s["aggregator_kwargs"]), attack_kwargs=dict(s["attack_kwargs"]),
+            dataset=s.get("dataset", "digits"), data_dir=s.get("data_dir"),
+            protocol=s.get("protocol", "dsgd"), local_steps=s.get("local_steps", 1),
+            participation=s.get("participation", 1.0), clients_per_round=s.get("clients_per_round"),
+            server_lr=s.get("server_lr", 1.0),
         )
 
 
@@ -432,6 +440,12 @@ class SweepConfig:
                 t[key] = _check_setting(key, t[key], f"training.{key}")
         if t["model"] not in MODELS:
             raise ConfigurationError(f"unknown training.model {t['model']!r}; choose one of: {', '.join(MODELS)}")
+        if "dataset" in t:
+            from byzdask.data import DATASETS
+
+            if t["dataset"] not in DATASETS:
+                raise ConfigurationError(f"unknown training.dataset {t['dataset']!r}; choose one of: "
+                                         f"{', '.join(DATASETS)}")
         if not isinstance(t["topology"], str):
             raise ConfigurationError(f"training.topology must be a string such as 'ring:2', got {t['topology']!r}")
 
@@ -510,6 +524,8 @@ class SweepConfig:
     def _intolerable(self, s: dict[str, Any]) -> str | None:
         """Why the rule cannot run at this point, or None."""
         f, honest = s["f"], s["honest"]
+        if s.get("protocol") == "fedavg":  # the rule sees the sampled clients and the Byzantine ones
+            honest = s.get("clients_per_round") or max(1, round(float(s.get("participation", 1.0)) * honest))
         byzantine = 0 if s["attack"] == "none" else f
         n = honest + byzantine
         where = f"n={n}"

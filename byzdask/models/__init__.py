@@ -2,7 +2,7 @@
 
 ``build_model(name, input_shape=..., num_classes=..., seed=...)`` makes a model from its short
 name: ``"logreg"`` (:class:`LogisticRegression`), ``"mlp"`` (:class:`MLP`), ``"cnn"``
-(:class:`SmallCNN`). Nodes exchange models as flat float32 vectors (:func:`get_flat_params`,
+(:class:`SmallCNN`), ``"resnet"`` (:class:`SmallResNet`, for CIFAR). Nodes exchange models as flat float32 vectors (:func:`get_flat_params`,
 :func:`set_flat_params`).
 """
 
@@ -18,6 +18,7 @@ from torch import nn
 from byzdask.errors import ConfigurationError
 from byzdask.models.cnn import SmallCNN
 from byzdask.models.digits import MLP, LogisticRegression
+from byzdask.models.resnet import SmallResNet
 from byzdask.models.vectors import (
     flat_grad,
     get_flat_params,
@@ -27,9 +28,11 @@ from byzdask.models.vectors import (
 
 __all__ = [
     "MLP",
+    "DATASET_MODELS",
     "MODELS",
     "LogisticRegression",
     "SmallCNN",
+    "SmallResNet",
     "build_model",
     "flat_grad",
     "get_flat_params",
@@ -50,7 +53,15 @@ def _cnn(input_shape: tuple[int, ...], num_classes: int, **kw: Any) -> nn.Module
     return SmallCNN(input_shape, num_classes, **kw)
 
 
-MODELS = {"logreg": _logreg, "mlp": _mlp, "cnn": _cnn}
+def _resnet(input_shape: tuple[int, ...], num_classes: int, **kw: Any) -> nn.Module:
+    return SmallResNet(input_shape, num_classes, **kw)
+
+
+MODELS = {"logreg": _logreg, "mlp": _mlp, "cnn": _cnn, "resnet": _resnet}
+#: The models that fit each dataset of ``--dataset`` (the first is its default).
+DATASET_MODELS = {"digits": ("logreg", "mlp", "cnn"), "mnist": ("logreg", "mlp", "cnn"),
+                  "fashion-mnist": ("logreg", "mlp", "cnn"), "emnist": ("logreg", "mlp", "cnn"),
+                  "cifar10": ("cnn", "resnet", "logreg", "mlp"), "cifar100": ("resnet", "cnn", "logreg", "mlp")}
 
 
 def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, seed: int = 0,
@@ -61,7 +72,7 @@ def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, seed
 
     Parameters
     ----------
-    name : {"logreg", "mlp", "cnn"}
+    name : {"logreg", "mlp", "cnn", "resnet"}
         The model.
     input_shape : sequence of int
         Shape of one sample (``dataset.input_shape``); ``"cnn"`` needs ``(C, H, W)``.

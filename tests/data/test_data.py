@@ -1,6 +1,3 @@
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -133,43 +130,3 @@ def test_torchvision_missing_folder_names_the_path(tmp_path):
     with pytest.raises(ConfigurationError, match="svhn"):
         load_torchvision("svhn", tmp_path)
 
-
-def test_torchvision_missing_package_names_package_and_path(tmp_path, monkeypatch):
-    (tmp_path / "MNIST").mkdir()
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # makes the import fail even if installed
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
-    with pytest.raises(ImportError, match="torchvision") as info:
-        load_torchvision("mnist", tmp_path)
-    assert str(tmp_path / "MNIST") in str(info.value)
-
-
-class _FakeRaw:
-    def __init__(self, data, targets):
-        self.data, self.targets = data, targets
-
-
-def test_torchvision_conversion_with_a_stand_in_package(tmp_path, monkeypatch):
-    (tmp_path / "MNIST").mkdir()
-    (tmp_path / "cifar-10-batches-py").mkdir()
-    rng = np.random.default_rng(0)
-    fake = types.ModuleType("torchvision.datasets")
-    calls = []
-
-    def mnist(root, train, download):
-        calls.append((root, train, download))
-        n = 6 if train else 4
-        return _FakeRaw(torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)), torch.arange(n) % 10)
-
-    def cifar(root, train, download):
-        n = 5 if train else 3
-        return _FakeRaw(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), list(range(n)))
-
-    fake.MNIST, fake.CIFAR10 = mnist, cifar
-    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
-    m = load_torchvision("MNIST", tmp_path)
-    assert m.train.x.shape == (6, 1, 28, 28) and m.test.input_shape == (1, 28, 28)
-    assert all(c[2] is False for c in calls)  # never downloads
-    c = load_torchvision("cifar-10", str(tmp_path))
-    assert c.train.x.shape == (5, 3, 32, 32) and c.test.y.tolist() == [0, 1, 2]
-    assert c.train.x.dtype == torch.float32

@@ -87,7 +87,7 @@ def test_partitions(entry, alpha):
     ({}, {"rounds": "10"}, "training.rounds"),
     ({}, {"lr": 0}, "training.lr"),
     ({}, {"momentum": [0.0, 0.9]}, "put it under grid"),
-    ({}, {"model": "resnet"}, "unknown training.model 'resnet'"),
+    ({}, {"model": "vit"}, "unknown training.model 'vit'"),
     ({}, {"colour": "red"}, r"unknown training key\(s\) \['colour'\]"),
     ({}, {"mode": "p2p", "topology": "moebius"}, "unknown topology 'moebius'"),
 ])

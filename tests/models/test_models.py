@@ -81,7 +81,9 @@ def test_models_pickle():
 
 
 def test_errors():
-    with pytest.raises(ConfigurationError, match="resnet"):
+    with pytest.raises(ConfigurationError, match="unknown model 'vit'"):
+        build_model("vit", input_shape=(64,), num_classes=10)
+    with pytest.raises(ConfigurationError, match="input_shape"):
         build_model("resnet", input_shape=(64,), num_classes=10)
     with pytest.raises(ConfigurationError, match="input_shape"):
         build_model("cnn", input_shape=(64,), num_classes=10)
@@ -97,4 +99,12 @@ def test_errors():
         set_flat_params(LogisticRegression(64, 10), torch.zeros(10))
     with pytest.raises(InputError, match="1-D"):
         set_flat_params(LogisticRegression(64, 10), torch.zeros(650, 1))
-    assert set(MODELS) == {"logreg", "mlp", "cnn"}
+    assert set(MODELS) == {"logreg", "mlp", "cnn", "resnet"}
+
+
+def test_small_resnet_trains_a_step_on_cifar_shaped_input():
+    model = build_model("resnet", input_shape=(3, 32, 32), num_classes=100, seed=0)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 5, 99, 3])
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    assert model(x).shape == (4, 100) and all(p.grad is not None for p in model.parameters())
