@@ -4,148 +4,40 @@ An :class:`ActorPool` is what the graph scheduler, the parameter server and peer
 training run on. ``ActorPool([ActorPoolConfig("thread", count=4)])`` starts one scheduler and
 four in-process workers, all listening on 127.0.0.1; several configs make one heterogeneous
 cluster whose workers carry resource tags (``cpu``, ``gpu``, or any tag the user names) and
-names ``"<config name>-<i>"``. A config can also attach to a cluster that already runs (an
-address, a ``distributed.Client``, a cluster object, a dask-jobqueue cluster); byzdask never
-closes what the user passed in.
+names ``"<config name>-<i>"``; a config can also attach to a running cluster (byzdask never
+closes what the user passed in). This module holds the life cycle and the workers; the specs
+are built in :mod:`~byzdask.engine.graph.cluster_spec`, actors in :mod:`~byzdask.engine.graph.pool_use`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import re
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 
 from byzdask import config
 from byzdask.engine.actor import backends
-from byzdask.engine.actor.channels import ChannelInfo, open_channel
-from byzdask.engine.actor.ref import ActorRef, guarded
+from byzdask.engine.actor.ref import guarded
+from byzdask.engine.graph.cluster_spec import (
+    ActorPoolConfig,
+    cuda_cluster_kwargs,
+    local_cluster_spec,
+    resolve_protocol,
+    resolve_security,
+)
+from byzdask.engine.graph.pool_use import PoolUse
 from byzdask.errors import CapabilityError, ConfigurationError
 
 if TYPE_CHECKING:  # typing.Self needs Python 3.11; the package supports 3.10
     from typing import Self
 
-__all__ = ["ActorPool", "ActorPoolConfig"]
+__all__ = ["ActorPool", "ActorPoolConfig"]  # ActorPoolConfig lives in cluster_spec
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ActorPoolConfig:
-    """One group of workers of an :class:`ActorPool`.
-
-    Parameters
-    ----------
-    backend : str, distributed.Client or cluster object
-        ``"thread"`` (in-process workers), ``"process"`` (local worker processes), ``"gpu"``
-        (one worker process per CUDA device, needs ``dask-cuda``), ``"tcp://host:port"`` /
-        ``"tls://..."`` / ``"ucx://host:port"`` (attach to a running scheduler; UCX needs
-        ``distributed-ucxx``), a ``distributed.Client``, or a cluster object (``LocalCluster``,
-        ``SpecCluster``, a dask-jobqueue cluster). A pool attaches to at most one cluster.
-    count : int
-        Workers to start; for an attached cluster, how many workers to wait for (a dask-jobqueue
-        cluster with no workers requested is scaled to ``count``).
-    capabilities : sequence of str, optional
-        Resource tags of these workers. Default ``("cpu",)`` for thread/process, ``("gpu",)``
-        for gpu; workers of an attached cluster keep their own resources unless tags are given.
-    name : str, optional
-        Prefix of the workers' names (default: the backend name); workers are ``"<name>-<i>"``.
-    threads_per_worker : int, optional
-        Default ``byzdask.pool.threads-per-worker`` (1).
-    memory_limit : int or str, optional
-        Dask's memory limit per worker; default none for thread workers, ``"auto"`` for processes.
-    host : str, optional
-        Address every listener binds to; default ``byzdask.pool.host`` (127.0.0.1).
-    protocol : str, optional
-        ``"tcp"``, ``"tls"``, ``"ucx"`` or ``"inproc"`` (thread workers only). Default: inproc
-        when every config is ``"thread"`` (nothing listens on the network), tls when
-        ``security`` is given, tcp otherwise.
-    security : distributed.security.Security or True, optional
-        TLS settings; ``True`` makes a temporary self-signed certificate.
-    resources : mapping, optional
-        Extra Dask resources of each worker, e.g. ``{"memory-gb": 16}``.
-    worker_options : mapping, optional
-        Extra keyword arguments for ``distributed.Worker`` / ``Nanny``.
-
-    Raises
-    ------
-    ConfigurationError
-        An unknown backend, a non-positive count, a bad capability list.
-
-    Examples
-    --------
-    >>> ActorPoolConfig("process", count=2, name="cpu").resolved_capabilities()
-    ('cpu',)
-    >>> ActorPoolConfig("thread", count=0)
-    Traceback (most recent call last):
-    ...
-    byzdask.errors.ConfigurationError: count must be a positive integer, got 0
-    """
-
-    backend: Any
-    count: int = 1
-    capabilities: Sequence[str] | None = None
-    name: str | None = None
-    threads_per_worker: int | None = None
-    memory_limit: Any = None
-    host: str | None = None
-    protocol: str | None = None
-    security: Any = None
-    resources: Mapping[str, float] | None = None
-    worker_options: Mapping[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        kind = backends.backend_kind(self.backend)
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise ConfigurationError(f"count must be a positive integer, got {self.count!r}")
-        if self.capabilities is not None:
-            caps = (self.capabilities,) if isinstance(self.capabilities, str) else tuple(self.capabilities)
-            if not all(isinstance(c, str) and c for c in caps):
-                raise ConfigurationError(
-                    f"capabilities must be non-empty strings such as 'cpu' or 'gpu', got {self.capabilities!r}"
-                )
-            object.__setattr__(self, "capabilities", caps)
-        if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise ConfigurationError(f"name must be a non-empty string, got {self.name!r}")
-        tpw = self.threads_per_worker
-        if tpw is not None and (isinstance(tpw, bool) or not isinstance(tpw, int) or tpw < 1):
-            raise ConfigurationError(f"threads_per_worker must be a positive integer, got {tpw!r}")
-        if self.protocol is not None:
-            protocol = self.protocol.removesuffix("://")
-            if protocol not in ("tcp", "tls", "ucx", "ucxx", "inproc"):
-                raise ConfigurationError(
-                    f"protocol must be 'tcp', 'tls', 'ucx' or 'inproc', got {self.protocol!r}"
-                )
-            if protocol == "inproc" and kind != "thread":
-                raise ConfigurationError(
-                    f"protocol 'inproc' only works with backend 'thread', got backend {self.backend!r}"
-                )
-            object.__setattr__(self, "protocol", protocol)
-
-    @property
-    def kind(self) -> str:
-        """``"thread"``, ``"process"``, ``"gpu"``, ``"address"``, ``"client"``, ``"cluster"`` or ``"jobqueue"``."""
-        return backends.backend_kind(self.backend)
-
-    def resolved_capabilities(self) -> tuple[str, ...]:
-        """The capability tags these workers carry."""
-        if self.capabilities is not None:
-            return tuple(self.capabilities)
-        return backends.default_capabilities(self.kind)
-
-    def prefix(self) -> str:
-        """Name prefix of these workers."""
-        return self.name or (self.kind if self.kind in backends.LOCAL_BACKENDS else "worker")
-
-
-def _construct(cls: type, args: tuple, kwargs: dict) -> Any:
-    return cls(*args, **kwargs)
 
 
 async def _tag_worker(capabilities: Sequence[str], extra: Mapping[str, float], dask_worker: Any = None) -> None:
@@ -160,7 +52,7 @@ def _natural_key(name: str) -> tuple:
     return (match.group(1), int(match.group(2)), name) if match else (name, -1, name)
 
 
-class ActorPool:
+class ActorPool(PoolUse):
     """A Dask cluster plus an asynchronous ``distributed.Client`` on the running loop.
 
     Parameters
@@ -228,8 +120,8 @@ class ActorPool:
         self._start_timeout = config.get_timeout("pool.start-timeout", start_timeout)
         self._shutdown_timeout = config.get_timeout("pool.shutdown-timeout", shutdown_timeout)
         self._host = next((c.host for c in self.configs if c.host), None) or config.get("pool.host")
-        self._security = self._resolve_security(security)
-        self._protocol = self._resolve_protocol()
+        self._security = resolve_security(self.configs, security)
+        self._protocol = resolve_protocol(self.configs, self._security)
         self._gpu_devices: list[str] = []
         gpu_count = sum(c.count for c in self.configs if c.kind == "gpu")
         if gpu_count:
@@ -247,49 +139,6 @@ class ActorPool:
         self._sync_client: Any = None
 
     # -- configuration -------------------------------------------------------------------------
-
-    def _resolve_security(self, security: Any = None) -> Any:
-        given = [security] if security not in (None, False) else [c.security for c in self.configs
-                                                                  if c.security not in (None, False)]
-        if not given:
-            return None
-        security = given[0]
-        if security is True:
-            try:
-                from distributed.security import Security
-
-                return Security.temporary()
-            except ImportError as exc:
-                raise ConfigurationError("security=True makes temporary certificates with the 'cryptography' "
-                                         "package: pip install cryptography, or pass a Security object") from exc
-        return security
-
-    def _resolve_protocol(self) -> str | None:
-        kinds = {c.kind for c in self.configs}
-        protocols = {c.protocol for c in self.configs if c.protocol}
-        if len(protocols) > 1:
-            raise ConfigurationError(f"all configs of a pool must use one protocol, got {sorted(protocols)}")
-        address_schemes = {c.backend.partition("://")[0] for c in self.configs if c.kind == "address"}
-        if protocols & {"ucx", "ucxx"} or address_schemes & {"ucx", "ucxx"}:
-            backends.require_ucx()
-        if not kinds <= set(backends.LOCAL_BACKENDS):
-            return None
-        if protocols:
-            protocol = protocols.pop()
-        else:
-            protocol = config.get("pool.protocol")
-        if not protocol:
-            # In-process workers talk through memory (actor calls ~0.15 ms instead of ~0.8 ms
-            # over loopback TCP, measured here); anything else needs a network protocol.
-            if self._security is not None:
-                protocol = "tls"
-            else:
-                protocol = "inproc" if kinds == {"thread"} else "tcp"
-        if protocol == "inproc" and kinds != {"thread"}:
-            raise ConfigurationError("protocol 'inproc' only works when every config uses backend 'thread'")
-        if protocol in ("ucx", "ucxx"):
-            backends.require_ucx()
-        return protocol
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -413,36 +262,8 @@ class ActorPool:
         if all(c.kind == "gpu" for c in self.configs) and len(self.configs) == 1:
             await self._start_cuda_cluster(self.configs[0])
             return
-        workers: dict[str, Any] = {}
-        used: dict[str, int] = {}
-        gpu_index = 0
-        for cfg in self.configs:
-            prefix = cfg.prefix()
-            threads = cfg.threads_per_worker or config.get("pool.threads-per-worker")
-            memory_limit = cfg.memory_limit if cfg.memory_limit is not None else config.get("pool.memory-limit")
-            for _ in range(cfg.count):
-                index = used.get(prefix, 0)
-                used[prefix] = index + 1
-                name = f"{prefix}-{index}"
-                workers[name] = backends.worker_spec(
-                    kind=cfg.kind,
-                    name=name,
-                    host=cfg.host or self._host,
-                    protocol=self._protocol,
-                    security=self._security,
-                    threads=threads,
-                    memory_limit=memory_limit,
-                    resources=backends.worker_resources(cfg.resolved_capabilities(), threads, cfg.resources),
-                    options=cfg.worker_options,
-                    gpu_devices=self._gpu_devices,
-                    gpu_index=gpu_index,
-                )
-                if cfg.kind == "gpu":
-                    gpu_index += 1
-        scheduler = backends.scheduler_spec(
-            host=self._host, protocol=self._protocol, security=self._security,
-            dashboard=bool(config.get("pool.dashboard")),
-        )
+        workers, scheduler = local_cluster_spec(self.configs, host=self._host, protocol=self._protocol,
+                                                security=self._security, gpu_devices=self._gpu_devices)
         self._cluster = SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True,
                                     security=self._security, name="byzdask")
         self._owns_cluster = True
@@ -451,21 +272,8 @@ class ActorPool:
     async def _start_cuda_cluster(self, cfg: ActorPoolConfig) -> None:
         from dask_cuda import LocalCUDACluster
 
-        threads = cfg.threads_per_worker or config.get("pool.threads-per-worker")
-        options: dict[str, Any] = dict(cfg.worker_options or {})
-        if self._security is not None:
-            options["security"] = self._security
-        self._cluster = LocalCUDACluster(
-            n_workers=cfg.count,
-            CUDA_VISIBLE_DEVICES=",".join(self._gpu_devices),
-            threads_per_worker=threads,
-            host=self._host,
-            protocol=self._protocol,
-            dashboard_address=f"{self._host}:0" if config.get("pool.dashboard") else None,
-            resources=backends.worker_resources(cfg.resolved_capabilities(), threads, cfg.resources),
-            asynchronous=True,
-            **options,
-        )
+        self._cluster = LocalCUDACluster(**cuda_cluster_kwargs(cfg, host=self._host, protocol=self._protocol,
+                                                             security=self._security, gpu_devices=self._gpu_devices))
         self._owns_cluster = True
         await self._cluster
 
@@ -590,137 +398,6 @@ class ActorPool:
         raise CapabilityError(
             f"no worker is named {name!r}; workers of this pool: {list(self.workers) + list(self._aliases)}"
         )
-
-    # -- actors --------------------------------------------------------------------------------
-
-    async def spawn(
-        self,
-        cls: type,
-        *args: Any,
-        capability: str | None = None,
-        worker: str | None = None,
-        actor_name: str | None = None,
-        **kwargs: Any,
-    ) -> ActorRef:
-        """Create ``cls(*args, **kwargs)`` as an actor on one worker and return its :class:`ActorRef`.
-
-        Parameters
-        ----------
-        cls : type
-            The actor's class (methods should be ``async def``, see :class:`ActorRef`).
-        *args, **kwargs
-            Constructor arguments.
-        capability : str, optional
-            Place it on a worker offering this tag (round-robin over them).
-        worker : str, optional
-            Place it on the worker with this name (or address).
-        actor_name : str, optional
-            Readable name used in errors (default ``"<cls name>-<i>"``).
-
-        Raises
-        ------
-        CapabilityError
-            No worker offers ``capability`` or is called ``worker``.
-        """
-        client = self.client
-        if worker is not None:
-            address = self.worker_named(worker)
-        else:
-            candidates = self.workers_with(capability) if capability else list(self.workers.values())
-            if not candidates:
-                offered = sorted({tag for tags in self.capabilities.values() for tag in tags})
-                raise CapabilityError(
-                    f"no worker of this pool offers capability {capability!r} (offered: {offered})"
-                )
-            turn = self._spawned.get(capability, 0)
-            self._spawned[capability] = turn + 1
-            address = candidates[turn % len(candidates)]
-        count = self._spawned.get("__all__", 0)
-        self._spawned["__all__"] = count + 1
-        name = actor_name or f"{cls.__name__}-{count}"
-        key = f"byzdask-actor-{name}-{uuid.uuid4().hex[:8]}"
-        future = client.submit(_construct, cls, args, kwargs, actor=True, workers=[address],
-                               allow_other_workers=False, key=key, pure=False)
-        limit = config.get_timeout("actor.call-timeout")
-        try:
-            outcome = await asyncio.wait_for(guarded(future), limit)
-        except TimeoutError as exc:
-            future.cancel()
-            raise TimeoutError(f"actor {name!r} was not created on {address} within {limit} s") from exc
-        return ActorRef(outcome.unwrap(), name, address, future)
-
-    async def open_channel(self, name: str, members: Mapping[str, ActorRef], topology: Any = None,
-                           *, timeout: Any = None, send_timeout: Any = None) -> ChannelInfo:
-        """Open a channel between actors; see :func:`byzdask.engine.actor.channels.open_channel`."""
-        return await open_channel(name, members, topology, timeout=timeout, send_timeout=send_timeout)
-
-    # -- synchronous use -----------------------------------------------------------------------
-
-    def start_sync(self) -> Any:
-        """Start the pool on a background event loop and return a synchronous ``Client``.
-
-        For scripts and the CLI. Run coroutines on the pool with :meth:`call_sync`; close with
-        :meth:`shutdown_sync` (or use ``with pool.sync() as client:``).
-        """
-        from distributed import Client
-        from distributed.utils import LoopRunner, sync
-
-        if self._runner is not None:
-            return self._sync_client
-        runner = LoopRunner(asynchronous=False)
-        runner.start()
-        try:
-            sync(runner.loop, self.start)
-            target = self._cluster if self._owns_cluster else self.scheduler_address
-            self._sync_client = Client(target, loop=runner.loop, direct_to_workers=True,
-                                       security=self._security, set_as_default=False)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                sync(runner.loop, self.shutdown)
-            runner.stop()
-            raise
-        self._runner = runner
-        return self._sync_client
-
-    def call_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run the coroutine function ``fn(*args, **kwargs)`` on a pool started with :meth:`start_sync`."""
-        from distributed.utils import sync
-
-        if self._runner is None:
-            raise RuntimeError("call_sync needs a pool started with start_sync(); inside a loop, await instead")
-        return sync(self._runner.loop, fn, *args, **kwargs)
-
-    def shutdown_sync(self) -> None:
-        """Close a pool started with :meth:`start_sync`."""
-        from distributed.utils import sync
-
-        runner, client = self._runner, self._sync_client
-        if runner is None:
-            return
-        self._runner = self._sync_client = None
-        try:
-            if client is not None:
-                client.close()
-            sync(runner.loop, self.shutdown)
-        finally:
-            runner.stop()
-
-    @contextlib.contextmanager
-    def sync(self) -> Iterator[Any]:
-        """``with pool.sync() as client:`` runs the pool for a block of synchronous code.
-
-        Examples
-        --------
-        >>> pool = ActorPool(ActorPoolConfig("thread", count=2))
-        >>> with pool.sync() as client:
-        ...     client.submit(pow, 2, 10).result(), pool.size
-        (1024, 2)
-        """
-        client = self.start_sync()
-        try:
-            yield client
-        finally:
-            self.shutdown_sync()
 
     def __repr__(self) -> str:
         return f"<ActorPool {self._state}: {self.size} workers>"
