@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from byzdask.errors import ConfigurationError
@@ -69,6 +70,25 @@ def resolve(kind: str, name: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
-def build(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate the registered class with ``kwargs``."""
-    return resolve(kind, name)(**kwargs)
+def build(kind: str, name: str, defaults: dict[str, Any] | None = None, /, **kwargs: Any) -> Any:
+    """Instantiate the class registered under ``name`` with ``kwargs``.
+
+    ``defaults`` are the values a run offers every class (``f``, ``seed``, ``N``...): each is passed
+    only to a class whose constructor takes it. ``kwargs`` are passed as given, and a class that
+    refuses one raises :class:`~byzdask.errors.ConfigurationError` naming the class and the values.
+
+    Examples
+    --------
+    >>> build("aggregator", "cwtm", {"f": 2, "seed": 0}).f
+    2
+    >>> type(build("aggregator", "gm", {"f": 2})).__name__
+    'GeometricMedian'
+    """
+    cls = resolve(kind, name)
+    params = inspect.signature(cls.__init__).parameters
+    merged = {k: v for k, v in (defaults or {}).items() if k in params}
+    merged.update(kwargs)
+    try:
+        return cls(**merged)
+    except TypeError as exc:
+        raise ConfigurationError(f"cannot build {kind} {name!r} with {merged}: {exc}") from exc

@@ -91,22 +91,6 @@ class TrainConfig:
         return out
 
 
-def _accepts(cls: type, name: str) -> bool:
-    return name in inspect.signature(cls.__init__).parameters
-
-
-def _build(kind: str, name: str, defaults: dict[str, Any], given: dict[str, Any]) -> Any:
-    from byzdask.registry import resolve
-
-    cls = resolve(kind, name)
-    kwargs = {k: v for k, v in defaults.items() if _accepts(cls, k)}
-    kwargs.update(given)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigurationError(f"cannot build {kind} {name!r} with {kwargs}: {exc}") from exc
-
-
 def _check_numbers(config: TrainConfig) -> None:
     """lr, momentum, weight decay and f: finite numbers in range, named when they are not."""
     import math
@@ -174,7 +158,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     from byzdask.engine.node import ByzantineNode
     from byzdask.engine.node.training import make_honest_nodes, node_seeds
     from byzdask.models import build_model
-    from byzdask.registry import resolve
+    from byzdask.registry import build, resolve
 
     if config.mode not in ("ps", "p2p"):
         raise ConfigurationError(f"mode must be 'ps' or 'p2p', got {config.mode!r}")
@@ -186,8 +170,8 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
     n = config.honest + config.byzantine
     _check_numbers(config)
     # the rule and the pre-aggregators first, and f against n, before any data or model is made
-    aggregator = _build("aggregator", config.aggregator, {"f": f, "seed": config.seed}, config.aggregator_kwargs)
-    pre = [_build("pre-aggregator", name, {"f": f, "bucket_size": 2, "seed": config.seed}, {})
+    aggregator = build("aggregator", config.aggregator, {"f": f, "seed": config.seed}, **config.aggregator_kwargs)
+    pre = [build("pre-aggregator", name, {"f": f, "bucket_size": 2, "seed": config.seed})
            for name in config.pre_aggregators]
     if config.mode == "ps" or config.topology == "complete":
         aggregator.check_n(n)
@@ -217,7 +201,7 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
             attack_defaults.update(aggregator=copy.deepcopy(aggregator), pre_aggregators=copy.deepcopy(tuple(pre)))
         seeds = node_seeds(config.seed + 1, config.byzantine)
         for j in range(config.byzantine):
-            attack = _build("attack", config.attack, attack_defaults, config.attack_kwargs)
+            attack = build("attack", config.attack, attack_defaults, **config.attack_kwargs)
             data = shards[j % config.honest] if attack.uses_model_batch else None
             byzantine.append(ByzantineNode(attack, model=copy.deepcopy(model) if data is not None else None, data=data,
                                            batch_size=config.batch_size, seed=seeds[j], node_id=config.honest + j))

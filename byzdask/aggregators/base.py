@@ -80,6 +80,9 @@ class Aggregator(Operator):
     kind = "direct"
     #: Whether rows with NaN/Inf are dropped (as Byzantine) before the rule runs.
     drops_nonfinite = True
+    #: Whether the rule forms squared norms or distances (every gram rule does; some direct ones,
+    #: e.g. Bulyan, DnC): a row whose squared norm is beyond float64 is then faulty like a NaN row.
+    uses_distances = False
     #: f of rules that take one; None for rules without (their tolerance is :meth:`max_f`).
     f: int | None = None
     #: Column-block width of the fan-out (ByzPy's ``chunk_size``); None lets the rule choose.
@@ -176,7 +179,7 @@ class Aggregator(Operator):
             prep.extra = self.extra_rows(matrix, f, batch.xp)
             return prep
         if self.drops_nonfinite:
-            gram = self.kind == "gram"
+            gram = self.kind == "gram" or self.uses_distances
             ok = sound_rows(matrix, batch.xp) if gram else finite_rows(matrix, batch.xp)
             dropped = int(n - int(ok.sum()))
             if dropped:

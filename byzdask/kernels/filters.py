@@ -127,13 +127,16 @@ def principal_outlier_scores(gram: Any, m: int) -> np.ndarray:
     >>> principal_outlier_scores(gram_matrix(x), 4).round(4).tolist()
     [9.0, 4.0, 1.0, 36.0]
     """
-    g = to_host(gram)[:m, :m]
-    g = 0.5 * (g + g.T)
+    g = np.asarray(to_host(gram), dtype=np.float64)[:m, :m]
+    scale = float(np.max(np.abs(g))) if g.size else 0.0
+    if not np.isfinite(scale) or scale == 0.0:
+        scale = 1.0
+    g = (0.5 * g + 0.5 * g.T) / scale  # entries near the float64 maximum neither overflow here nor in eigh
     row = g.mean(axis=1)
     g = g - row[:, None] - row[None, :] + row.mean()
     values, vectors = np.linalg.eigh(g)
     lam = max(float(values[-1]), 0.0)
-    return lam * vectors[:, -1] ** 2
+    return lam * vectors[:, -1] ** 2 * scale
 
 
 def sign_fractions(block: Any, xp: Any) -> np.ndarray:

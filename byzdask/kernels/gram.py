@@ -23,6 +23,7 @@ __all__ = [
     "ORIGIN",
     "combine",
     "gram_is_sound",
+    "trusted_gram",
     "gram_limit",
     "gram_matrix",
     "gram_partial",
@@ -93,8 +94,9 @@ def gram_is_sound(gram: Any, dtype: Any, xp: Any = np) -> bool:
     False when an entry is NaN or Inf (a non-finite row, or products that overflowed the input
     dtype), when an entry is beyond :func:`gram_limit` (later sums could overflow), for float32
     inputs when every entry is so small that the products underflowed, and when the round-off of
-    the largest squared norm exceeds the median one (far rows pull the column mean, on which the
-    matrix is centred, away from the others, whose distances are then lost in round-off).
+    the largest squared norm exceeds a hundredth of the median pairwise squared distance (far rows
+    pull the column mean, on which the matrix is centred, away from the others, whose distances
+    are then lost in round-off).
 
     Examples
     --------
@@ -113,7 +115,11 @@ def gram_is_sound(gram: Any, dtype: Any, xp: Any = np) -> bool:
         return False
     if np.dtype(dtype).itemsize < 8 and top < _FLOAT32_UNDERFLOW:
         return False
-    return float(diag.max()) * float(np.finfo(dtype).eps) <= float(np.median(diag))
+    # round-off of the largest entry against the distances that decide: the median pairwise one
+    sq = diag[:, None] + diag[None, :] - 2.0 * gram
+    pairs = sq[np.triu_indices(gram.shape[0], 1)]
+    scale = float(np.median(pairs)) if pairs.size else float(np.median(diag))
+    return float(diag.max()) * float(np.finfo(dtype).eps) <= 1e-2 * scale
 
 
 def safe_gram(matrix: Any, extra: Any | None = None, xp: Any = np) -> Any:
@@ -261,6 +267,24 @@ def gram_matrix(matrix: Any, extra: Any | None = None, xp: Any = np, *, blocks: 
         part = gram_partial(matrix[:, sl], None if extra is None else extra[:, sl], xp)
         total = part if total is None else total + part
     return total
+
+
+def trusted_gram(matrix: Any, extra: Any | None = None, xp: Any = np) -> tuple[Any, np.dtype]:
+    """:func:`gram_matrix` of finite rows, or :func:`safe_gram` when :func:`gram_is_sound` says no.
+
+    Returns the matrix and the dtype whose round-off its entries carry (for tie tolerances).
+
+    Examples
+    --------
+    >>> x = np.array([[1e20, 0.0], [0.0, 1.0], [0.0, 2.0]], dtype=np.float32)
+    >>> g, dtype = trusted_gram(x)
+    >>> dtype, float(sq_distances(g)[1, 2])
+    (dtype('float64'), 1.0)
+    """
+    gram = gram_matrix(matrix, extra, xp)
+    if gram_is_sound(gram, matrix.dtype, xp):
+        return gram, np.dtype(matrix.dtype)
+    return safe_gram(matrix, extra, xp), np.dtype(np.float64)
 
 
 def sq_distances(gram: Any, xp: Any = np) -> Any:

@@ -29,6 +29,7 @@ from byzdask.engine.parameter_server.ps import byzantine_step, honest_step
 from byzdask.errors import ConfigurationError
 from byzdask.models import build_model
 from byzdask.pre_aggregators.nnm import NearestNeighborMixing
+from byzdask import registry
 from byzdask.registry import AGGREGATORS, ATTACKS
 from byzdask.train import TrainConfig, build_job
 
@@ -132,7 +133,8 @@ def test_honest_step_is_pure(split):
 
 # -- every rule x attack x chain on the pool ------------------------------------------------------
 def _matrix_server(rule, attack, chain, pool=None):
-    config = TrainConfig(aggregator=rule, attack=attack, pre_aggregators=chain, honest=H, byzantine=B,
+    f = min(B, registry.build("aggregator", rule, {"f": 1, "c_tau": 1.0}).max_f(H + B))  # Bulyan takes f=2 of 13
+    config = TrainConfig(aggregator=rule, attack=attack, pre_aggregators=chain, honest=H, byzantine=B, f=f,
                          batch_size=16, seed=1, aggregator_kwargs={"c_tau": 1.0} if rule == "cc" else {})
     job = build_job(config)
     return ParameterServer(job["honest"], job["byzantine"], job["aggregator"], job["pre_aggregators"], lr=0.5,

@@ -366,7 +366,10 @@ def build(kind, name):
             kwargs[pname] = value
     if "seed" in params:
         kwargs["seed"] = 0
-    return cls(**kwargs)
+    op = cls(**kwargs)
+    if getattr(op, "f", None) is not None and op.f > op.max_f(9):  # e.g. Bulyan: the largest f it takes at n=9
+        op = cls(**{**kwargs, "f": op.max_f(9)})
+    return op
 
 
 RULES = [("aggregator", name) for name in AGGREGATORS] + [("pre-aggregator", name) for name in PRE_AGGREGATORS]

@@ -6,7 +6,7 @@ from typing import Any
 
 from byzdask.aggregators.base import Aggregator, Prepared, check_f
 from byzdask.kernels.filters import closest_to_median_mean, iterated_krum
-from byzdask.kernels.gram import gram_matrix
+from byzdask.kernels.gram import trusted_gram
 from byzdask.kernels.selection import host_distances
 
 __all__ = ["Bulyan"]
@@ -71,6 +71,7 @@ class Bulyan(Aggregator):
 
     name = "bulyan"
     kind = "direct"
+    uses_distances = True
 
     def __init__(self, f: int) -> None:
         self.f = check_f(f)
@@ -84,6 +85,6 @@ class Bulyan(Aggregator):
         xp, x, f = prep.batch.xp, prep.matrix, int(prep.f)
         m = x.shape[0]
         theta = m - 2 * f
-        dist = host_distances(gram_matrix(x, None, xp))[:m, :m]
+        dist = host_distances(trusted_gram(x, None, xp)[0])[:m, :m]
         chosen = sorted(iterated_krum(dist, f, theta).tolist())
         return closest_to_median_mean(x[chosen], theta - 2 * f, xp)

@@ -10,7 +10,7 @@ import numpy as np
 from byzdask.aggregators.base import Aggregator, Prepared, check_f
 from byzdask.errors import ConfigurationError, ToleranceError
 from byzdask.kernels.filters import principal_outlier_scores
-from byzdask.kernels.gram import combine, gram_matrix
+from byzdask.kernels.gram import combine, trusted_gram
 from byzdask.kernels.selection import TIE_RTOL, mean_weights, smallest_indices
 
 __all__ = ["DnC"]
@@ -92,6 +92,7 @@ class DnC(Aggregator):
 
     name = "dnc"
     kind = "direct"
+    uses_distances = True
 
     def __init__(self, f: int, *, subsample: int = 10000, iters: int = 1, filter_frac: float = 1.0,
                  seed: int | None = None) -> None:
@@ -129,7 +130,7 @@ class DnC(Aggregator):
             else:
                 cols = np.sort(rng.choice(d, size=self.subsample, replace=False))
                 sample = x[:, cols if xp is np else xp.asarray(cols)]
-            scores = principal_outlier_scores(gram_matrix(sample, None, xp), m)
+            scores = principal_outlier_scores(trusted_gram(sample, None, xp)[0], m)
             kept = np.zeros(m, dtype=bool)
             kept[smallest_indices(scores, keep, tol=TIE_RTOL * float(scores.max()))] = True
             votes += kept
