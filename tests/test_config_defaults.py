@@ -29,7 +29,7 @@ OTHER_VALUES = {"mode": "p2p", "aggregator": "gm", "pre_aggregators": ["nnm", "c
                 "honest": 7, "byzantine": 2, "f": 1, "rounds": 4, "lr": 0.25, "momentum": 0.0, "batch_size": 16,
                 "weight_decay": 0.001, "partition": "dirichlet", "alpha": 0.1, "gamma": 0.25, "topology": "ring:2",
                 "model": "mlp", "dataset": "mnist", "data_dir": "/tmp/byzdask-data", "seed": 9, "cluster": "thread", "workers": 3, "eval_every": 2,
-                "protocol": "fedavg", "local_steps": 3, "participation": 0.5, "clients_per_round": 4, "server_lr": 0.5}
+                "protocol": "fedavg", "local_steps": 3, "participation": 0.5, "clients_per_round": 4, "server_lr": 0.5, "tls": True}
 
 
 class _Stop(Exception):

@@ -65,7 +65,8 @@ def test_option_errors(args, message):
 def test_library_errors_become_click_errors():
     result = CliRunner().invoke(main, ["train", "--cluster", "nowhere"])
     assert result.exit_code == 1 and "unknown cluster 'nowhere'" in result.output
-    result = CliRunner().invoke(main, ["train", "--cluster", "none", "--aggregator", "cc"])
+    result = CliRunner().invoke(main, ["train", "--cluster", "none", "--aggregator", "cc",
+                                       "--aggregator-kwargs", '{"radius": 1.0}'])
     assert result.exit_code == 1 and "cannot build aggregator 'cc'" in result.output
 
 

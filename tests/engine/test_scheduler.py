@@ -367,7 +367,7 @@ def build(kind, name):
     if "seed" in params:
         kwargs["seed"] = 0
     op = cls(**kwargs)
-    if getattr(op, "f", None) is not None and op.f > op.max_f(9):  # e.g. Bulyan: the largest f it takes at n=9
+    if getattr(op, "f", None) is not None and hasattr(op, "max_f") and op.f > op.max_f(9):  # e.g. Bulyan: the largest f it takes at n=9
         op = cls(**{**kwargs, "f": op.max_f(9)})
     return op
 

@@ -67,7 +67,7 @@ def test_partitions(entry, alpha):
     ({"attacks": ["nosuch"]}, {}, "unknown attack 'nosuch'"),
     ({"pre_aggregators": [["nnm", "nope"]]}, {}, "unknown pre-aggregator 'nope' in chain"),
     ({"pre_aggregators": [[1]]}, {}, r"pre_aggregators entry \[1\]"),
-    ({"aggregators": [{"name": "cc"}]}, {}, "cannot build aggregator 'cc'"),
+    ({"aggregators": [{"name": "cc", "radius": 1.0}]}, {}, "cannot build aggregator 'cc'"),
     ({"aggregators": [{"name": "cc", "c_tau": -1.0}]}, {}, "c_tau"),
     ({"aggregators": [{"cc": 3}]}, {}, "must be a mapping"),
     ({"aggregators": [42]}, {}, "aggregator entry 42"),

@@ -148,6 +148,7 @@ class PoolUse:
 
         Examples
         --------
+        >>> from byzdask.engine.graph.pool import ActorPool, ActorPoolConfig
         >>> pool = ActorPool(ActorPoolConfig("thread", count=2))
         >>> with pool.sync() as client:
         ...     client.submit(pow, 2, 10).result(), pool.size
