@@ -133,8 +133,11 @@ def test_honest_step_is_pure(split):
 
 # -- every rule x attack x chain on the pool ------------------------------------------------------
 def _matrix_server(rule, attack, chain, pool=None):
-    f = min(B, registry.build("aggregator", rule, {"f": 1, "c_tau": 1.0}).max_f(H + B))  # Bulyan takes f=2 of 13
-    config = TrainConfig(aggregator=rule, attack=attack, pre_aggregators=chain, honest=H, byzantine=B, f=f,
+    probe = registry.build("aggregator", rule, {"f": 1, "c_tau": 1.0})
+    byzantine = B if probe.f is None else min(B, probe.max_f(H + B))  # Bulyan (n >= 4f + 3): 2 of 12
+    n = H + (byzantine if attack != "none" else 0)
+    f = byzantine if probe.f is None else min(byzantine, probe.max_f(n))
+    config = TrainConfig(aggregator=rule, attack=attack, pre_aggregators=chain, honest=H, byzantine=byzantine, f=f,
                          batch_size=16, seed=1, aggregator_kwargs={"c_tau": 1.0} if rule == "cc" else {})
     job = build_job(config)
     return ParameterServer(job["honest"], job["byzantine"], job["aggregator"], job["pre_aggregators"], lr=0.5,
