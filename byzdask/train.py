@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from byzdask.errors import ConfigurationError
+from byzdask.errors import ConfigurationError, ToleranceError
 
 __all__ = ["CLUSTERS", "TrainConfig", "build_job", "make_pool", "make_trainer", "parse_topology", "run_training"]
 
@@ -142,6 +142,23 @@ def parse_topology(spec: str, n: int, byzantine: Sequence[int], *, seed: int = 0
     )
 
 
+def _check_neighbourhoods(config: TrainConfig, aggregator: Any, n: int) -> None:
+    """Peer-to-peer: every honest node aggregates its own vector and its in-neighbours'; refuse,
+    before any data or cluster, a topology in which some node's neighbourhood cannot take f."""
+    if aggregator.f is None:
+        return
+    topology = parse_topology(config.topology, n, list(range(config.honest, n)), seed=config.seed)
+    for i in range(config.honest):
+        m = 1 + topology.in_degree(i)
+        if aggregator.f > aggregator.max_f(m):
+            raise ToleranceError(
+                f"topology {config.topology!r}: node {i} aggregates {m} vectors (itself and {m - 1} in-neighbours), "
+                f"and {type(aggregator).__name__} with f={aggregator.f} needs n >= {aggregator.min_n(aggregator.f)} "
+                f"(with {m} it tolerates at most f={aggregator.max_f(m)}); use a denser topology "
+                f"(e.g. ring:k with larger k, or complete) or a smaller -f"
+            )
+
+
 def build_job(config: TrainConfig) -> dict[str, Any]:
     """Data, nodes, rule, pre-aggregators and attack of a run (nothing runs yet).
 
@@ -175,8 +192,8 @@ def build_job(config: TrainConfig) -> dict[str, Any]:
            for name in config.pre_aggregators]
     if config.mode == "ps" or config.topology == "complete":
         aggregator.check_n(n)
-    elif f > aggregator.max_f(n):
-        aggregator.check_n(n)
+    else:
+        _check_neighbourhoods(config, aggregator, n)
     from byzdask.models import DATASET_MODELS
 
     if config.dataset not in DATASETS:

@@ -102,3 +102,13 @@ def test_dataset_option_names_missing_files_and_refuses_unfit_models(tmp_path):
     assert "train-images-idx3-ubyte" in str(result.exception) + result.output
     result = CliRunner().invoke(main, ["train", "--cluster", "none", "--dataset", "digits", "--model", "resnet"])
     assert result.exit_code != 0 and "does not fit dataset 'digits'" in result.output
+
+
+def test_a_topology_no_neighbourhood_tolerates_is_refused_before_the_cluster(monkeypatch):
+    import byzdask.train
+
+    started = []
+    monkeypatch.setattr(byzdask.train, "make_pool", lambda *a, **k: started.append(a))
+    result = CliRunner().invoke(main, ["train", "--mode", "p2p", "--topology", "ring:2", "--cluster", "local"])
+    assert result.exit_code == 1 and not started
+    assert "node 0 aggregates 5 vectors" in result.output and "at most f=2" in result.output
