@@ -8,7 +8,7 @@ from typing import Any
 
 from byzdask.registry import AGGREGATORS, ATTACKS, PRE_AGGREGATORS, resolve
 
-__all__ = ["describe", "reference_of"]
+__all__ = ["defaults_of", "describe", "reference_of"]
 
 _TABLES = {"aggregator": AGGREGATORS, "pre-aggregator": PRE_AGGREGATORS, "attack": ATTACKS}
 # Arguments that let a rule be built just to ask it for its tolerance.
@@ -44,13 +44,47 @@ def _probe(cls: type) -> Any:
     return cls(**kwargs)
 
 
+def defaults_of(cls: type) -> str:
+    """The constructor's parameters: ``name=default``, or the bare name of one without a default.
+
+    ``byzdask train`` and sweeps fill ``f``, ``seed`` and the like from the run; the others are
+    what ``--aggregator-kwargs`` / ``--attack-kwargs`` change.
+
+    Examples
+    --------
+    >>> from byzdask.aggregators import CoordinateWiseTrimmedMean
+    >>> defaults_of(CoordinateWiseTrimmedMean)
+    'f, chunk_size=None'
+    """
+    parts = []
+    for p in inspect.signature(cls).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        parts.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+    return ", ".join(parts)
+
+
+#: The attack name that means no attack (``byzdask train --attack none``, sweeps).
+_NO_ATTACK = {"name": "none", "class": "-", "defaults": "",
+              "reference": "no attack: the Byzantine nodes are left out of the run (n = the honest nodes)"}
+
+
 def describe(kind: str, *, n: int = 13) -> list[dict[str, Any]]:
-    """One dict per registered name of ``kind``: name, class, reference, and for rules max_f at ``n``."""
+    """One dict per registered name of ``kind``: name, class, defaults, reference, and for rules max_f at ``n``.
+
+    Examples
+    --------
+    >>> [row["name"] for row in describe("attack")][-1]
+    'none'
+    """
     rows = []
     for name in _TABLES[kind]:
         cls = resolve(kind, name)
-        row: dict[str, Any] = {"name": name, "class": cls.__name__, "reference": reference_of(cls)}
+        row: dict[str, Any] = {"name": name, "class": cls.__name__, "defaults": defaults_of(cls),
+                               "reference": reference_of(cls)}
         if kind == "aggregator":
             row["max_f"] = _probe(cls).max_f(n)
         rows.append(row)
+    if kind == "attack":
+        rows.append(dict(_NO_ATTACK))
     return rows

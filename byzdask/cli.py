@@ -79,7 +79,7 @@ def list_(what: str, n: int, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    keys = [k for k in ("name", "class", "max_f", "reference") if any(k in r for r in rows)]
+    keys = [k for k in ("name", "class", "max_f", "defaults", "reference") if any(k in r for r in rows)]
     widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
     click.echo("  ".join(k.ljust(widths[k]) for k in keys))
     for r in rows:

@@ -197,6 +197,12 @@ def run_doctor() -> list[Probe]:
         ),
         probe_module("dask-jobqueue", "dask_jobqueue", ("dask-jobqueue", "dask_jobqueue")),
         probe_module("numba", "numba"),
+        # the sweep and notebook stack (extras experiments and notebook)
+        probe_module("xarray", "xarray"),
+        probe_module("matplotlib", "matplotlib"),
+        probe_module("netCDF4", "netCDF4"),
+        probe_module("nbclient", "nbclient"),
+        probe_module("ipywidgets", "ipywidgets"),
     ]
 
 

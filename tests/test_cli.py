@@ -26,9 +26,10 @@ def test_version():
 @pytest.mark.parametrize("what", sorted(KINDS))
 def test_list_json_names_every_registered_class_with_a_reference(what):
     rows = json.loads(invoke("list", what, "--format", "json"))
-    assert [r["name"] for r in rows] == list(KINDS[what])
+    assert [r["name"] for r in rows] == list(KINDS[what]) + (["none"] if what == "attacks" else [])
     for row in rows:
         assert row["reference"], f"{row['class']} has no References section"
+        assert isinstance(row["defaults"], str)
         if what == "aggregators":
             assert isinstance(row["max_f"], int) and row["max_f"] >= 0
         else:
@@ -46,8 +47,15 @@ def test_list_aggregators_max_f_follows_n():
 @pytest.mark.parametrize("what", sorted(KINDS))
 def test_list_table(what):
     lines = invoke("list", what).splitlines()
-    assert lines[0].split()[:3] == ["name", "class", "max_f" if what == "aggregators" else "reference"]
-    assert [line.split()[0] for line in lines[1:]] == list(KINDS[what])
+    assert lines[0].split()[:4] == ["name", "class", *(["max_f"] if what == "aggregators" else []), "defaults",
+                                    *([] if what == "aggregators" else ["reference"])]
+    assert [line.split()[0] for line in lines[1:]] == list(KINDS[what]) + (["none"] if what == "attacks" else [])
+
+
+def test_list_shows_each_constructor_default():
+    rows = {r["name"]: r for r in json.loads(invoke("list", "aggregators", "--format", "json"))}
+    assert rows["cc"]["defaults"].startswith("c_tau=1.0, M=10")
+    assert rows["cwtm"]["defaults"].startswith("f")
 
 
 def test_list_rejects_unknown_kind():
@@ -62,6 +70,7 @@ def test_doctor_json():
     assert names == [
         "Python", "byzdask", "numpy", "dask", "distributed", "torch", "CUDA (torch)",
         "cupy", "dask-cuda", "distributed-ucxx", "dask-jobqueue", "numba",
+        "xarray", "matplotlib", "netCDF4", "nbclient", "ipywidgets",
     ]
     by_name = {p["name"]: p for p in probes}
     for name in ("Python", "byzdask", "numpy", "dask", "distributed", "torch"):
