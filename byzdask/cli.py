@@ -113,6 +113,32 @@ def _with_jobqueue_options(command):
     return click_options(jobs=True)(command)
 
 
+def _quiet_workers():
+    """Context: worker processes started inside it log distributed's warnings only (they read
+    ``DASK_LOGGING__DISTRIBUTED``); the variable and the setting are restored after, so a caller's
+    process (a notebook, a test session, later clusters) is left as it was."""
+    import contextlib
+    import logging
+    import os
+
+    import dask
+
+    @contextlib.contextmanager
+    def quiet():
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")] + ["distributed"]:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        had = "DASK_LOGGING__DISTRIBUTED" in os.environ
+        level = os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        try:
+            with dask.config.set({"logging.distributed": level}):
+                yield
+        finally:
+            if not had:
+                os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+
+    return quiet()
+
+
 def _jobqueue_settings(cluster: str, options: dict) -> dict:
     """Remove the job-queue options from ``options``; return those given as ``byzdask.jobqueue.*`` settings.
 
@@ -209,21 +235,13 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
     (--jobs, --queue, --walltime...; defaults in byzdask.jobqueue) describe the batch jobs.
 
     Examples: byzdask train; byzdask train --aggregator gm --attack inf --cluster thread;
-    byzdask train --mode p2p --topology ring:2 --json run.json;
+    byzdask train --mode p2p --topology ring:3 --json run.json;
     byzdask train --cluster slurm --jobs 2 --queue short --walltime 00:30:00
     """
     import json
-    import logging
     import os
 
     import dask
-
-    # Dask's INFO lines would bury the progress bar: here (read when distributed is first
-    # imported) and in worker processes (they read the variable).
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    dask.config.set({"logging.distributed": os.environ["DASK_LOGGING__DISTRIBUTED"]})
-    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")] + ["distributed"]:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
     from byzdask.errors import ByzdaskError
     from byzdask.train import TrainConfig, run_training
@@ -240,7 +258,7 @@ def train(json_path: str | None, progress: bool, pre_aggregators: tuple[str, ...
                f"({config.attack}), {chain} (f={config.resolved_f()}), "
                f"{'' if config.dataset == 'digits' else config.dataset + ' '}{config.model}, {config.rounds} rounds")
     try:
-        with dask.config.set(jobqueue):
+        with dask.config.set(jobqueue), _quiet_workers():  # Dask's INFO lines would bury the progress bar
             result = run_training(config, progress=progress, echo=click.echo)
     except ByzdaskError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -281,14 +299,8 @@ def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, 
     byzdask sweep sweep.yaml --cluster thread --out results/;
     byzdask sweep sweep.yaml --cluster slurm --jobs 4 --cores 8 --processes 8 --walltime 02:00:00
     """
-    import logging
-    import os
-
     import dask
     import distributed  # noqa: F401  (configures its loggers on import: quieten them after)
-
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    logging.getLogger("distributed").setLevel(logging.WARNING)
 
     from byzdask.errors import ByzdaskError
     from byzdask.experiments.analysis import worst_case_table
@@ -299,7 +311,7 @@ def sweep(config_path: str, cluster: str, out: str | None, workers: int | None, 
     try:
         config = load_config(config_path)
         out = out or f"{config.name}-sweep"
-        with dask.config.set(jobqueue):
+        with dask.config.set(jobqueue), _quiet_workers():
             ds = run_sweep(config, cluster=cluster, workers=workers, out=out, retry_failed=retry_failed,
                            progress=progress, echo=click.echo)
     except ByzdaskError as exc:
